@@ -1,0 +1,200 @@
+"""Step 3, priors and posteriors: a Beta-Bernoulli model of "did a send with this action work?".
+
+For every user u, action set s and action a, the reward of a matured send is 1 when its
+difference-in-differences effect was positive. The posterior is
+
+    theta_{u,s,a} ~ Beta(alpha0_{c(u),s,a} + successes_{u,s,a}, beta0_{c(u),s,a} + failures_{u,s,a})
+
+where (alpha0, beta0) is an empirical-Bayes prior fitted on the users of u's behaviour cell
+c(u) (user-based collaborative filtering), or on all users when the cell is thin, with its
+strength alpha0 + beta0 capped so that a user's own evidence soon dominates.
+
+Thompson sampling draws one theta per (u, s, a). Draws are keyed by (seed, date, user,
+action set, action): a rerun repeats them, and adding a user or an action does not change
+anybody else's draws.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import polars as pl
+
+POPULATION = "__population__"
+
+
+def fit_beta_binomial(outcomes: pl.DataFrame, by: list[str], max_strength: float) -> pl.DataFrame:
+    """Method-of-moments Beta(alpha, beta) per group from per-user (successes, trials).
+
+    With p_i = s_i / n_i and mu = sum s / sum n, a beta-binomial gives
+    E[sum n_i (p_i - mu)^2] = mu (1 - mu) sum [1 + (n_i - 1) rho], rho = 1 / (alpha + beta + 1),
+    so rho = (sum n_i (p_i - mu)^2 / (mu (1 - mu)) - (G - 1)) / sum (n_i - 1) over the G users.
+    The strength M = alpha + beta = 1/rho - 1 is capped at max_strength (also when rho <= 0 or
+    is not identified, i.e. every user has one trial); alpha = mu M, beta = (1 - mu) M.
+    Returns the groups with alpha, beta, mean, strength, n_users, trials.
+    """
+    data = outcomes.filter(pl.col("trials") > 0)
+    mu = data.group_by(by).agg(
+        ((pl.col("successes").sum() + 0.5) / (pl.col("trials").sum() + 1.0)).alias("mean"),
+    )
+    fitted = (
+        data.join(mu, on=by)
+        .with_columns(p=pl.col("successes") / pl.col("trials"))
+        .group_by(by)
+        .agg(
+            pl.len().alias("n_users"),
+            pl.col("trials").sum().alias("trials"),
+            pl.col("mean").first(),
+            (pl.col("trials") * (pl.col("p") - pl.col("mean")) ** 2).sum().alias("ss"),
+            (pl.col("trials") - 1).sum().alias("extra_trials"),
+        )
+        .with_columns(
+            rho=pl.when(pl.col("extra_trials") > 0)
+            .then(
+                (pl.col("ss") / (pl.col("mean") * (1 - pl.col("mean"))) - (pl.col("n_users") - 1))
+                / pl.col("extra_trials")
+            )
+            .otherwise(None)
+        )
+        .with_columns(
+            strength=pl.when(pl.col("rho") > 1.0 / (max_strength + 1.0))
+            .then(1.0 / pl.col("rho").clip(upper_bound=1.0 - 1e-9) - 1.0)
+            .otherwise(max_strength)
+            .clip(lower_bound=1e-3, upper_bound=max_strength)
+        )
+        .with_columns(
+            alpha=pl.col("mean") * pl.col("strength"),
+            beta=(1 - pl.col("mean")) * pl.col("strength"),
+        )
+    )
+    return fitted.select(*by, "alpha", "beta", "mean", "strength", "n_users", "trials")
+
+
+def empirical_bayes_prior(
+    outcomes: pl.DataFrame, cells: pl.DataFrame, *, max_strength: float, min_users: int
+) -> pl.DataFrame:
+    """Prior per (cell, action_set, action) from the users of the cell, else from all users.
+
+    outcomes: user_id, action_set, action, successes, trials. cells: user_id, cell.
+    A (cell, action) fitted on fewer than `min_users` users with evidence takes the population
+    prior of the action; an action nobody has tried takes Beta(1, 1) (filled by `posterior`).
+    """
+    with_cell = outcomes.join(cells.select("user_id", "cell"), on="user_id", how="inner")
+    by_cell = fit_beta_binomial(with_cell, ["cell", "action_set", "action"], max_strength)
+    population = fit_beta_binomial(with_cell, ["action_set", "action"], max_strength)
+    keep = by_cell.filter(pl.col("n_users") >= min_users).with_columns(source=pl.lit("cell"))
+    return pl.concat(
+        [keep, population.with_columns(cell=pl.lit(POPULATION), source=pl.lit("population"))],
+        how="diagonal_relaxed",
+    ).select("cell", "action_set", "action", "alpha", "beta", "n_users", "trials", "source")
+
+
+def posterior(
+    users: pl.DataFrame, actions: pl.DataFrame, prior: pl.DataFrame, outcomes: pl.DataFrame
+) -> pl.DataFrame:
+    """Beta posterior of every (user, action) pair: prior of the user's cell plus own evidence.
+
+    users: user_id, cell. actions: action_set, action (the options of this run).
+    Returns user_id, action_set, action, prior_alpha, prior_beta, prior_source,
+    successes, trials, alpha, beta.
+    """
+    cell_prior = prior.filter(pl.col("cell") != POPULATION)
+    pop_prior = prior.filter(pl.col("cell") == POPULATION).drop("cell")
+    grid = users.select("user_id", "cell").join(actions.select("action_set", "action"), how="cross")
+    return (
+        grid.join(cell_prior.select("cell", "action_set", "action", "alpha", "beta", "source"),
+                  on=["cell", "action_set", "action"], how="left")
+        .join(pop_prior.select("action_set", "action", pl.col("alpha").alias("pop_alpha"),
+                               pl.col("beta").alias("pop_beta")),
+              on=["action_set", "action"], how="left")
+        .join(outcomes.select("user_id", "action_set", "action", "successes", "trials"),
+              on=["user_id", "action_set", "action"], how="left")
+        .with_columns(
+            prior_alpha=pl.coalesce("alpha", "pop_alpha", pl.lit(1.0)),
+            prior_beta=pl.coalesce("beta", "pop_beta", pl.lit(1.0)),
+            prior_source=pl.when(pl.col("alpha").is_not_null()).then(pl.lit("cell"))
+            .when(pl.col("pop_alpha").is_not_null()).then(pl.lit("population"))
+            .otherwise(pl.lit("uniform")),
+            successes=pl.col("successes").fill_null(0).cast(pl.Float64),
+            trials=pl.col("trials").fill_null(0).cast(pl.Float64),
+        )
+        .with_columns(
+            alpha=pl.col("prior_alpha") + pl.col("successes"),
+            beta=pl.col("prior_beta") + pl.col("trials") - pl.col("successes"),
+        )
+        .select("user_id", "cell", "action_set", "action", "prior_alpha", "prior_beta", "prior_source",
+                "successes", "trials", "alpha", "beta")
+    )
+
+
+# ---------- counter-based random numbers: a draw is a pure function of its key
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def stable_hash(values) -> np.ndarray:
+    """64-bit key of each string (first 8 bytes of its MD5), stable across runs and platforms."""
+    return np.array([int.from_bytes(hashlib.md5(str(v).encode()).digest()[:8], "little") for v in values],
+                    dtype=np.uint64)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _uniform(key: np.ndarray, stream: int) -> np.ndarray:
+    """U(0, 1) from (key, stream), never exactly 0 or 1."""
+    bits = _splitmix64(key ^ _splitmix64(np.full(key.shape, stream, dtype=np.uint64)))
+    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) / 9007199254740992.0
+
+
+def _gamma(shape: np.ndarray, key: np.ndarray, stream: int, max_tries: int = 64) -> np.ndarray:
+    """Gamma(shape, 1) by Marsaglia-Tsang, shape boosted by one and scaled by U^(1/shape) below 1."""
+    boost = shape < 1
+    a = np.where(boost, shape + 1.0, shape)
+    d = a - 1.0 / 3.0
+    c = 1.0 / np.sqrt(9.0 * d)
+    out = d.copy()  # the mode, kept in the (never seen) case every try is rejected
+    pending = np.ones(shape.shape, dtype=bool)
+    for attempt in range(max_tries):
+        idx = np.nonzero(pending)[0]
+        if idx.size == 0:
+            break
+        k = key[idx]
+        s = stream + 4 * attempt
+        u1, u2, u3 = _uniform(k, s), _uniform(k, s + 1), _uniform(k, s + 2)
+        x = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+        v = (1.0 + c[idx] * x) ** 3
+        ok = v > 0
+        logv = np.log(np.where(ok, v, 1.0))
+        accept = ok & (np.log(u3) < 0.5 * x * x + d[idx] - d[idx] * v + d[idx] * logv)
+        out[idx[accept]] = d[idx[accept]] * v[accept]
+        pending[idx[accept]] = False
+    u = _uniform(key, stream + 4 * max_tries)
+    return np.where(boost, out * u ** (1.0 / np.where(boost, shape, 1.0)), out)
+
+
+def beta_sample(alpha: np.ndarray, beta: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """One Beta(alpha, beta) draw per element, a pure function of its uint64 key."""
+    alpha, beta = np.asarray(alpha, dtype=np.float64).ravel(), np.asarray(beta, dtype=np.float64).ravel()
+    key = np.asarray(key, dtype=np.uint64).ravel()
+    x = _gamma(alpha, key, stream=0)
+    y = _gamma(beta, key, stream=1_000)
+    return x / (x + y)
+
+
+def draw_keys(seed: int, day_ordinal: int, user_ids, action_keys, draw: int = 0) -> np.ndarray:
+    """Key of the draw for (seed, date, user, action, draw index): users x actions matrix."""
+    base = _splitmix64(np.array([seed * 1_000_003 + day_ordinal * 7 + draw], dtype=np.uint64))
+    u = _splitmix64(stable_hash(user_ids) ^ base)
+    return _splitmix64(u[:, None] ^ stable_hash(action_keys)[None, :])
+
+
+def thompson_sample(alpha: np.ndarray, beta: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """theta ~ Beta(alpha, beta) for every (user, action), keyed draws (same shape as alpha)."""
+    return beta_sample(alpha, beta, keys).reshape(np.shape(alpha))

@@ -1,0 +1,124 @@
+"""The `nudgeflow` command: simulate a world, run a day, run the demo, report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from nudgeflow.settings import NudgeflowError, parse_date, resolve_home
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Personalised, incrementality-driven marketing messages.")
+console = Console(stderr=True)
+
+HomeOption = typer.Option(None, "--home", help="Home folder (default: $NUDGEFLOW_HOME, else ./data).")
+
+
+def _fail(message: str) -> None:
+    """One line on stderr, no traceback, exit status 1."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(1)
+
+
+def _progress(message: str) -> None:
+    console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {message}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def simulate(
+    home: Optional[Path] = HomeOption,
+    users: int = typer.Option(20_000, help="Number of users of a new world."),
+    history_days: int = typer.Option(14, "--days", help="Days of history (legacy sender) of a new world."),
+    start: str = typer.Option("2026-01-05", help="First day of history (YYYY-MM-DD)."),
+    seed: int = typer.Option(0, help="Random seed of the world."),
+    scenario: str = typer.Option("default", help="default, strong_seasonality, drift, fatigue, many_labels."),
+    deliver: bool = typer.Option(False, "--deliver", help="Deliver the schedule of --date and simulate that day."),
+    date: Optional[str] = typer.Option(None, "--date", help="With --deliver: the day to simulate (YYYY-MM-DD)."),
+) -> None:
+    """Create a simulated world under HOME/landing (or, with --deliver, simulate one more day)."""
+    from nudgeflow import simulate as sim
+
+    if deliver:
+        if not date:
+            _fail("--deliver needs --date YYYY-MM-DD")
+        root = resolve_home(home)
+        summary = sim.deliver(root, parse_date(date), progress=lambda *a: _progress(" ".join(map(str, a))))
+    else:
+        root = resolve_home(home, must_exist=False)
+        root.mkdir(parents=True, exist_ok=True)
+        summary = sim.create_world(root, users=users, history_days=history_days, start=parse_date(start),
+                                   seed=seed, scenario=scenario,
+                                   progress=lambda *a: _progress(" ".join(map(str, a))))
+    _progress(f"done: {summary}")
+
+
+@app.command()
+def run(
+    home: Optional[Path] = HomeOption,
+    date: str = typer.Option(..., "--date", help="Schedule date D (YYYY-MM-DD): plans sends in [D, D+1) UTC."),
+    run_id: Optional[str] = typer.Option(None, help="Run id written to send_schedule (default manual__D)."),
+) -> None:
+    """Plan the sends of one day: ingest, measure (dbt), priors, sampling, matching, schedule."""
+    from nudgeflow.pipeline import run as run_day
+    from nudgeflow.settings import load_settings
+
+    root = resolve_home(home)
+    day = parse_date(date)
+    load_settings(root)  # fail early on a malformed settings file
+    started = time.perf_counter()
+    result = run_day(root, day, run_id=run_id, progress=_progress)
+    _progress(f"{result['rows']} sends scheduled for {day} in {time.perf_counter() - started:.1f}s "
+              f"({', '.join(f'{k} {v}s' for k, v in result['timings'].items())})")
+
+
+@app.command()
+def demo(
+    home: Optional[Path] = HomeOption,
+    users: int = typer.Option(20_000, help="Users of the simulated world."),
+    history_days: int = typer.Option(14, help="Days of history with the legacy sender."),
+    loop_days: int = typer.Option(21, help="Days of closed loop, each run through Airflow."),
+    seed: int = typer.Option(0, help="Random seed of the world."),
+    airflow: bool = typer.Option(True, help="Run each day through `airflow dags test` (else in-process)."),
+) -> None:
+    """A fresh world, then days of closed loop (schedule -> deliver -> measure), then the report."""
+    from nudgeflow.demo import run_demo
+
+    root = resolve_home(home, must_exist=False)
+    run_demo(root, users=users, history_days=history_days, loop_days=loop_days, seed=seed,
+             use_airflow=airflow, progress=_progress)
+
+
+@app.command()
+def report(
+    home: Optional[Path] = HomeOption,
+    days: int = typer.Option(14, help="Measure over the last N simulated days."),
+) -> None:
+    """Goal events and GMV per user, agentic vs holdout, and the sign agreement with the truth."""
+    from nudgeflow.report import print_report
+
+    print_report(resolve_home(home), days=days)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except NudgeflowError as exc:
+        _fail(str(exc))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors are printed by click itself
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+

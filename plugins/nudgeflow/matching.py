@@ -1,0 +1,119 @@
+"""Step 4, sample and match: from sampled action values to one eligible message per user.
+
+Thompson sampling gives every user a sampled value theta for each action of each action set
+(channel, send hour, frequency, and one set per catalogue label dimension). A decision is:
+
+1. send hour: the allowed local hour with the highest theta among the hours at which at
+   least one message is eligible for the user (consent, activity, validity, country, repeat
+   and spacing rules all checked at that hour's UTC instant in [D, D+1));
+2. frequency: the gap since the user's last send falls in bucket b if sent at that hour;
+   send now iff theta(b) is at least theta of every longer bucket (the gaps that waiting
+   could still reach); otherwise wait;
+3. message (Wolpertinger-style): the proto-action is the best sampled action of each
+   message action set; each eligible message is scored by sum over its sets of
+   (theta(set, its action) - 1/2), i.e. how close its actions come to the proto-action
+   weighted by the sampled values (a missing label counts as neutral), and the best wins.
+
+Everything is vectorised over users (and over resampling draws for the propensity).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+
+
+@dataclass
+class Options:
+    """The action space and the eligibility of one run (U users, A actions, M messages, H hours)."""
+
+    action_set: np.ndarray         # (A,) name of the set of each action
+    action: np.ndarray             # (A,) name of each action
+    hour_actions: np.ndarray       # (H,) index into A of send_hour = each allowed hour
+    frequency_actions: np.ndarray  # (B,) index into A of each frequency bucket, shortest first
+    message_actions: np.ndarray    # (M, S) index into A of each message's channel and labels, -1 if none
+    send_at: np.ndarray            # (U, H) datetime64[s] UTC instant of each local hour, NaT if none
+    eligible: np.ndarray           # (U, M, H) bool: message m may be sent to user u at hour h
+    gap_bucket: np.ndarray         # (U, H) frequency bucket (0..B-1) of a send at that hour
+
+
+def frequency_labels(edges) -> list[str]:
+    """Bucket names for gap edges in hours, e.g. [36, 84, 180] -> <36h, 36-84h, 84-180h, >=180h."""
+    edges = [int(e) for e in edges]
+    return [f"<{edges[0]}h"] + [f"{a}-{b}h" for a, b in zip(edges, edges[1:])] + [f">={edges[-1]}h"]
+
+
+def gap_bucket(gap_hours: np.ndarray, edges) -> np.ndarray:
+    """Bucket index of each gap since the previous send (NaN: no previous send -> last bucket)."""
+    b = np.searchsorted(np.asarray(edges, dtype=float), np.nan_to_num(gap_hours, nan=np.inf), side="right")
+    return b.astype(np.int64)
+
+
+def local_send_times(day: dt.date, timezones, hours) -> dict[str, np.ndarray]:
+    """For each timezone, the UTC instant in [D, D+1) at which each local hour starts (NaT if none)."""
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    out = {}
+    for name in set(timezones):
+        try:
+            zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = dt.timezone.utc
+        found: dict[int, np.datetime64] = {}
+        for quarter in range(96):  # every quarter hour covers zones offset by :30 and :45
+            instant = start + dt.timedelta(minutes=15 * quarter)
+            local = instant.astimezone(zone)
+            if local.minute == 0 and local.hour not in found:
+                found[local.hour] = np.datetime64(instant.replace(tzinfo=None), "s")
+        out[name] = np.array([found.get(h, np.datetime64("NaT", "s")) for h in hours], dtype="datetime64[s]")
+    return out
+
+
+def _gather(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """values[..., index] with index -1 mapped to the neutral value 1/2."""
+    return np.where(index >= 0, values[..., np.maximum(index, 0)], 0.5)
+
+
+def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply one set of sampled values (..., U, A) to the options.
+
+    Returns (send, hour, message): send (..., U) bool, hour and message (..., U) indices
+    (-1 where nothing is sent).
+    """
+    n_users = opts.eligible.shape[0]
+    users = np.arange(n_users)
+    feasible = opts.eligible.any(axis=1)                                  # (U, H)
+    theta_hour = np.where(feasible, theta[..., opts.hour_actions], -np.inf)
+    hour = theta_hour.argmax(axis=-1)                                     # (..., U)
+    has_option = feasible.any(axis=1) & np.ones(hour.shape, dtype=bool)
+    # frequency: send iff the bucket of this gap is at least as good as every longer one
+    theta_freq = theta[..., opts.frequency_actions]                       # (..., U, B)
+    bucket = opts.gap_bucket[users, hour]                                 # (..., U)
+    best_longer = np.flip(np.maximum.accumulate(np.flip(theta_freq, -1), axis=-1), -1)
+    current = np.take_along_axis(theta_freq, bucket[..., None], -1)[..., 0]
+    reach = np.take_along_axis(best_longer, bucket[..., None], -1)[..., 0]
+    send = has_option & (current >= reach)
+    # message: best score among the messages eligible at the chosen hour
+    score = (_gather(theta, opts.message_actions) - 0.5).sum(axis=-1)     # (..., U, M)
+    eligible_now = opts.eligible[users, :, hour]                          # (..., U, M)
+    message = np.where(eligible_now, score, -np.inf).argmax(axis=-1)
+    return send, np.where(send, hour, -1), np.where(send, message, -1)
+
+
+def propensity(alpha: np.ndarray, beta: np.ndarray, opts: Options, chosen: np.ndarray,
+               rng: np.random.Generator, draws: int, chunk: int = 2_000) -> np.ndarray:
+    """P(the policy sends message `chosen` to the user today), by resampling the posteriors.
+
+    The logged draw counts as one of draws + 1 samples, so the estimate is in (0, 1].
+    """
+    hits = np.zeros(alpha.shape[0])
+    for lo in range(0, alpha.shape[0], chunk):
+        hi = min(lo + chunk, alpha.shape[0])
+        theta = rng.beta(alpha[lo:hi], beta[lo:hi], size=(draws, hi - lo, alpha.shape[1]))
+        sub = Options(**{**opts.__dict__, "send_at": opts.send_at[lo:hi], "eligible": opts.eligible[lo:hi],
+                         "gap_bucket": opts.gap_bucket[lo:hi]})
+        send, _, message = decide(theta, sub)
+        hits[lo:hi] = (send & (message == chosen[lo:hi])).sum(axis=0)
+    return (hits + 1.0) / (draws + 1.0)

@@ -1,0 +1,61 @@
+"""Step 2, measure: `dbt build` of `dbt_project/` on the home's warehouse, for one as-of time.
+
+The dbt models turn the raw landed rows into event weights, decayed pre/post outcomes,
+neighbour-controlled treatment effects and per-user action outcomes (see
+`dbt_project/README.md`). This module only runs dbt with the settings as vars.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from nudgeflow.settings import DBT_PROJECT_DIR, NudgeflowError, Settings, warehouse_path
+
+
+def dbt_args(command: str, home: Path, settings: Settings, as_of: dt.datetime, *extra: str) -> list[str]:
+    """Command-line arguments of one dbt invocation on this home (artefacts under HOME/.dbt/)."""
+    return [
+        command,
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(Path(home) / ".dbt" / "target"),
+        "--log-path", str(Path(home) / ".dbt" / "logs"),
+        "--vars", json.dumps(settings.dbt_vars(as_of)),
+        *extra,
+    ]
+
+
+def run_dbt(args: list[str], home: Path, progress: Callable[[str], None] | None = None) -> list:
+    """Run dbt in-process on HOME/warehouse.duckdb; raise NudgeflowError naming every failed node."""
+    from dbt.cli.main import dbtRunner
+
+    os.environ["NUDGEFLOW_WAREHOUSE"] = str(warehouse_path(home))
+
+    def on_event(event) -> None:
+        if progress and event.info.name in ("LogModelResult", "LogTestResult", "LogNodeResult"):
+            progress(event.info.msg)
+
+    started = time.perf_counter()
+    result = dbtRunner(callbacks=[on_event]).invoke([*args, "--quiet"])
+    if result.exception is not None:
+        raise NudgeflowError(f"dbt {args[0]} failed: {result.exception}")
+    nodes = list(result.result or [])
+    failed = [r for r in nodes if str(r.status).lower() in ("error", "fail", "runtime error")]
+    if failed or not result.success:
+        detail = "; ".join(f"{r.node.name}: {(r.message or r.status)}" for r in failed[:5])
+        raise NudgeflowError(f"dbt {args[0]} failed ({len(failed)} node(s)): {detail}")
+    if progress:
+        progress(f"dbt {args[0]}: {len(nodes)} nodes ok in {time.perf_counter() - started:.1f}s")
+    return nodes
+
+
+def dbt_build(home: Path, settings: Settings, as_of: dt.datetime,
+              progress: Callable[[str], None] | None = None, *, unit_tests: bool = False) -> list:
+    """Build and test every model for the as-of time (dbt unit tests only when asked: they are for CI)."""
+    extra = [] if unit_tests else ["--exclude-resource-type", "unit_test"]
+    return run_dbt(dbt_args("build", home, settings, as_of, *extra), home, progress)

@@ -1,0 +1,68 @@
+"""The warehouse edge: open `HOME/warehouse.duckdb`, read marts, write date partitions.
+
+DuckDB allows one writing process per file, so every step opens the file, does its work
+in one transaction and closes it; Airflow runs the steps one at a time (pool of one slot).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from nudgeflow.settings import NudgeflowError, warehouse_path
+
+
+@contextlib.contextmanager
+def connect(home: Path, *, read_only: bool = False):
+    path = warehouse_path(home)
+    if read_only and not path.exists():
+        raise NudgeflowError(f"no warehouse at {path}: run `nudgeflow run` first")
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        yield con
+    finally:
+        con.close()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchone()[0])
+
+
+def read(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
+    return con.execute(sql, params or []).pl()
+
+
+def replace_partition(con: duckdb.DuckDBPyConnection, table: str, day: dt.date, frame: pl.DataFrame,
+                      date_column: str = "schedule_date") -> None:
+    """Replace the rows of one date in `table` (created from the frame's schema if missing)."""
+    schema = table.split(".")[0] if "." in table else "main"
+    con.execute(f"create schema if not exists {schema}")
+    con.register("partition_rows", frame)
+    try:
+        con.execute("begin transaction")
+        con.execute(f"create table if not exists {table} as select * from partition_rows limit 0")
+        con.execute(f"delete from {table} where {date_column} = ?", [day])
+        con.execute(f"insert into {table} by name select * from partition_rows")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        con.unregister("partition_rows")
+
+
+def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:
+    """Write to a temporary name in the same folder and rename: readers see old or new, never partial."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)
