@@ -1,0 +1,112 @@
+"""The report on a simulated world: did the agentic group earn more than the holdout?
+
+Reads the landed events (what really happened), the warehouse's user features (who is in
+the holdout) and send outcomes (what the pipeline measured), and the simulator's ground
+truth (the true effect of every realised send). Never used by the pipeline itself.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from nudgeflow.settings import load_settings, warehouse_path
+
+Z95 = 1.959963984540054
+
+
+def mean_ci(values: pl.Series) -> tuple[float, float, float]:
+    """Mean and its 95% normal-approximation interval."""
+    n = values.len()
+    mean = float(values.mean()) if n else math.nan
+    se = float(values.std()) / math.sqrt(n) if n > 1 else math.nan
+    return mean, mean - Z95 * se, mean + Z95 * se
+
+
+def diff_ci(a: pl.Series, b: pl.Series) -> tuple[float, float, float]:
+    """Difference of means a - b with its 95% Welch (normal) interval."""
+    d = float(a.mean()) - float(b.mean())
+    se = math.sqrt(float(a.var()) / a.len() + float(b.var()) / b.len())
+    return d, d - Z95 * se, d + Z95 * se
+
+
+def _events_glob(home: Path) -> str:
+    return str(Path(home) / "landing" / "events" / "*.parquet")
+
+
+def demo_figures(home: Path, days: int = 14) -> dict:
+    """Per-user goal events and GMV over the last `days` simulated days, agentic vs holdout."""
+    home = Path(home)
+    settings = load_settings(home)
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    con.execute(f"attach '{warehouse_path(home)}' as wh (read_only)")
+    end = con.execute(f"select max(event_ts)::date + 1 from read_parquet('{_events_glob(home)}')").fetchone()[0]
+    per_user = con.execute(
+        f"""
+        with window_events as (
+            select user_id, value
+            from read_parquet('{_events_glob(home)}')
+            where event_name = ? and event_ts >= ?::date - ?::int and event_ts < ?::date
+        )
+        select u.user_id, u.is_holdout,
+               count(e.user_id)::double as goal_events,
+               coalesce(sum(e.value), 0)::double as gmv
+        from wh.marts.user_features as u
+        left join window_events as e using (user_id)
+        group by all
+        """,
+        [settings.goal_event, end, days, end],
+    ).pl()
+    agentic = per_user.filter(~pl.col("is_holdout"))
+    holdout = per_user.filter(pl.col("is_holdout"))
+    figures = {"window_end": str(end), "days": days, "users_agentic": agentic.height,
+               "users_holdout": holdout.height}
+    for metric in ("goal_events", "gmv"):
+        figures[metric] = {
+            "agentic": mean_ci(agentic[metric]),
+            "holdout": mean_ci(holdout[metric]),
+            "difference": diff_ci(agentic[metric], holdout[metric]),
+        }
+    truth = sorted((home / "truth").glob("send_effects*/*.parquet")) + sorted((home / "truth").glob("send_effects*.parquet"))
+    if truth:
+        files = ", ".join(f"'{p}'" for p in truth)
+        sign = con.execute(
+            f"""
+            select count(*) as n,
+                   avg(case when sign(o.delta_y) = sign(t.true_effect) then 1.0 else 0.0 end) as agree,
+                   corr(o.delta_y, t.true_effect) as corr
+            from wh.marts.send_outcomes as o
+            join read_parquet([{files}], union_by_name = true) as t using (send_id)
+            where o.is_scored and t.true_effect <> 0
+            """
+        ).fetchone()
+        figures["sign_agreement"] = {"matured_sends": sign[0], "share": sign[1], "correlation": sign[2]}
+    con.close()
+    return figures
+
+
+def print_report(home: Path, days: int = 14) -> dict:
+    from rich.console import Console
+    from rich.table import Table
+
+    f = demo_figures(home, days)
+    table = Table(title=f"Per user over the {f['days']} days before {f['window_end']} "
+                        f"(agentic n={f['users_agentic']}, holdout n={f['users_holdout']}), 95% CI")
+    for column in ("metric", "agentic", "holdout", "agentic - holdout", "relative"):
+        table.add_column(column, justify="right")
+    for metric in ("goal_events", "gmv"):
+        a, h, d = f[metric]["agentic"], f[metric]["holdout"], f[metric]["difference"]
+        table.add_row(metric, f"{a[0]:.4f} [{a[1]:.4f}, {a[2]:.4f}]", f"{h[0]:.4f} [{h[1]:.4f}, {h[2]:.4f}]",
+                      f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]",
+                      f"{d[0] / h[0]:+.1%}" if h[0] else "n/a")
+    console = Console()
+    console.print(table)
+    if "sign_agreement" in f:
+        s = f["sign_agreement"]
+        console.print(f"Matured sends scored: {s['matured_sends']}; estimated effect has the sign of the true "
+                      f"one for {s['share']:.1%} of them (correlation {s['correlation']:.3f}).")
+    return f
