@@ -122,3 +122,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         raise
 
+
+
+if __name__ == "__main__":
+    main()
