@@ -45,7 +45,7 @@ def demo_figures(home: Path, days: int = 14) -> dict:
     con.execute("set TimeZone = 'UTC'")
     con.execute(f"attach '{warehouse_path(home)}' as wh (read_only)")
     end = con.execute(f"select max(event_ts)::date + 1 from read_parquet('{_events_glob(home)}')").fetchone()[0]
-    per_user = con.execute(
+    per_user = con.sql(
         f"""
         with window_events as (
             select user_id, value
@@ -59,7 +59,7 @@ def demo_figures(home: Path, days: int = 14) -> dict:
         left join window_events as e using (user_id)
         group by all
         """,
-        [settings.goal_event, end, days, end],
+        params=[settings.goal_event, end, days, end],
     ).pl()
     agentic = per_user.filter(~pl.col("is_holdout"))
     holdout = per_user.filter(pl.col("is_holdout"))

@@ -38,7 +38,8 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
 
 
 def read(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
-    return con.execute(sql, params or []).pl()
+    """Run a query and return its rows as a polars frame (through Arrow)."""
+    return con.sql(sql, params=params or None).pl()
 
 
 def replace_partition(con: duckdb.DuckDBPyConnection, table: str, day: dt.date, frame: pl.DataFrame,
