@@ -35,9 +35,9 @@ def test_every_day_is_scheduled_and_delivered(world):
     home, first, results = world
     assert all(r["rows"] > 0 for r in results)
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    sched = con.execute("select schedule_date, user_id, message_id, send_at from send_schedule").pl()
-    landed = con.execute("select user_id, message_id, sent_ts from staging.stg_crm__sends").pl()
-    holdout = con.execute("select user_id from marts.user_features where is_holdout").pl()
+    sched = con.sql("select schedule_date, user_id, message_id, send_at from send_schedule").pl()
+    landed = con.sql("select user_id, message_id, sent_ts from staging.stg_raw__sends").pl()
+    holdout = con.sql("select user_id from marts.user_features where is_holdout").pl()
     con.close()
     assert sched["schedule_date"].n_unique() == LOOP
     delivered = sched.join(landed, left_on=["user_id", "message_id", "send_at"],
@@ -50,10 +50,10 @@ def test_the_loop_learns_from_its_own_sends(world):
     home, first, _ = world
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     scored = con.execute("select count(*) from marts.send_outcomes where is_scored and sent_ts >= ?",
-                         [first]).fetchone()[0]
-    outcomes = con.execute("select action_set, sum(trials) as trials from marts.action_outcomes "
-                           "group by action_set").pl()
-    weights = con.execute("select event_name, weight from marts.event_weights").pl()
+                         [first]).fetchall()[0][0]
+    outcomes = con.sql("select action_set, sum(trials) as trials from marts.action_outcomes "
+                       "group by action_set").pl()
+    weights = con.sql("select event_name, weight from marts.event_weights").pl()
     con.close()
     assert scored > 0  # the first loop day's sends matured after 48h
     assert {"channel", "send_hour", "frequency"} <= set(outcomes["action_set"])

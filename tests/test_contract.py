@@ -128,7 +128,7 @@ def test_schedule_columns_and_export_equal_the_table(home_run):
                               "propensity", "policy", "run_id"]
     assert export.height > 0
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    table = con.execute("select * from send_schedule where schedule_date = ? order by user_id", [D]).pl()
+    table = con.sql("select * from send_schedule where schedule_date = ? order by user_id", params=[D]).pl()
     con.close()
     assert table.drop("send_at").equals(export.sort("user_id").drop("send_at"))
     assert (export["schedule_date"] == D).all()
@@ -194,7 +194,7 @@ def test_actions_name_every_action_set(home_run):
 def test_bad_rows_and_files_are_quarantined_with_a_reason(home_run):
     home, _ = home_run
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    q = con.execute("select table_name, _file, _row, reason from marts.quarantine").pl()
+    q = con.sql("select table_name, _file, _row, reason from marts.quarantine").pl()
     con.close()
     assert "broken.csv" in q["_file"].to_list()
     events = q.filter((pl.col("table_name") == "events") & (pl.col("_file") == "events.csv"))
@@ -212,7 +212,7 @@ def test_rerun_gives_the_same_schedule_and_replaces_it(home_run):
     assert after.drop("run_id").equals(before.drop("run_id"))
     assert (after["run_id"] == "second").all()
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    n = con.execute("select count(*) from send_schedule where schedule_date = ?", [D]).fetchone()[0]
+    n = con.execute("select count(*) from send_schedule where schedule_date = ?", [D]).fetchall()[0][0]
     con.close()
     assert n == after.height
     assert list((home / "exports/send_schedule").iterdir()) == [home / f"exports/send_schedule/date={D}"]

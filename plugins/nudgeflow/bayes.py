@@ -31,7 +31,8 @@ def fit_beta_binomial(outcomes: pl.DataFrame, by: list[str], max_strength: float
     E[sum n_i (p_i - mu)^2] = mu (1 - mu) sum [1 + (n_i - 1) rho], rho = 1 / (alpha + beta + 1),
     so rho = (sum n_i (p_i - mu)^2 / (mu (1 - mu)) - (G - 1)) / sum (n_i - 1) over the G users.
     The strength M = alpha + beta = 1/rho - 1 is capped at max_strength (also when rho <= 0 or
-    is not identified, i.e. every user has one trial); alpha = mu M, beta = (1 - mu) M.
+    is not identified, i.e. every user has one trial) and floored at 1 (no U-shaped priors
+    that would make a cold-start user's first draws all-or-nothing); alpha = mu M, beta = (1 - mu) M.
     Returns the groups with alpha, beta, mean, strength, n_users, trials.
     """
     data = outcomes.filter(pl.col("trials") > 0)
@@ -61,7 +62,7 @@ def fit_beta_binomial(outcomes: pl.DataFrame, by: list[str], max_strength: float
             strength=pl.when(pl.col("rho") > 1.0 / (max_strength + 1.0))
             .then(1.0 / pl.col("rho").clip(upper_bound=1.0 - 1e-9) - 1.0)
             .otherwise(max_strength)
-            .clip(lower_bound=1e-3, upper_bound=max_strength)
+            .clip(lower_bound=min(1.0, max_strength), upper_bound=max_strength)
         )
         .with_columns(
             alpha=pl.col("mean") * pl.col("strength"),
@@ -185,7 +186,9 @@ def beta_sample(alpha: np.ndarray, beta: np.ndarray, key: np.ndarray) -> np.ndar
     key = np.asarray(key, dtype=np.uint64).ravel()
     x = _gamma(alpha, key, stream=0)
     y = _gamma(beta, key, stream=1_000)
-    return x / (x + y)
+    total = x + y
+    # both gammas can underflow to 0 for tiny shapes: fall back to the mean
+    return np.where(total > 0, x / np.where(total > 0, total, 1.0), alpha / (alpha + beta))
 
 
 def draw_keys(seed: int, day_ordinal: int, user_ids, action_keys, draw: int = 0) -> np.ndarray:

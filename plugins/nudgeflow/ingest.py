@@ -108,7 +108,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> int:
                         where nullif(trim(cast(l."{original}" as varchar)), '') is not null""",
                         [lower[len(LABEL_PREFIX):]],
                     )
-        return con.execute("select count(*) from landed_rows").fetchone()[0]
+        return con.execute("select count(*) from landed_rows").fetchall()[0][0]
     except duckdb.Error as exc:
         raise ValueError(f"unreadable rows: {str(exc).splitlines()[0][:300]}") from None
 

@@ -41,7 +41,10 @@ def run_dbt(args: list[str], home: Path, progress: Callable[[str], None] | None 
             progress(event.info.msg)
 
     started = time.perf_counter()
-    result = dbtRunner(callbacks=[on_event]).invoke([*args, "--quiet"])
+    try:
+        result = dbtRunner(callbacks=[on_event]).invoke([*args, "--quiet"])
+    finally:
+        _release_warehouse()
     if result.exception is not None:
         raise NudgeflowError(f"dbt {args[0]} failed: {result.exception}")
     nodes = list(result.result or [])
@@ -52,6 +55,17 @@ def run_dbt(args: list[str], home: Path, progress: Callable[[str], None] | None 
     if progress:
         progress(f"dbt {args[0]}: {len(nodes)} nodes ok in {time.perf_counter() - started:.1f}s")
     return nodes
+
+
+def _release_warehouse() -> None:
+    """dbt-duckdb keeps its DuckDB handle for the life of the process: close it so that the
+    next step (or a read-only reader in this process) can open the file."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    env = DuckDBConnectionManager._ENV
+    if env is not None:
+        env.close()
+    DuckDBConnectionManager.close_all_connections()
 
 
 def dbt_build(home: Path, settings: Settings, as_of: dt.datetime,

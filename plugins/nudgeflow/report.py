@@ -44,7 +44,7 @@ def demo_figures(home: Path, days: int = 14) -> dict:
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
     con.execute(f"attach '{warehouse_path(home)}' as wh (read_only)")
-    end = con.execute(f"select max(event_ts)::date + 1 from read_parquet('{_events_glob(home)}')").fetchone()[0]
+    end = con.execute(f"select max(event_ts)::date + 1 from read_parquet('{_events_glob(home)}')").fetchall()[0][0]
     per_user = con.sql(
         f"""
         with window_events as (
@@ -83,7 +83,7 @@ def demo_figures(home: Path, days: int = 14) -> dict:
             join read_parquet([{files}], union_by_name = true) as t using (send_id)
             where o.is_scored and t.true_effect <> 0
             """
-        ).fetchone()
+        ).fetchall()[0]
         figures["sign_agreement"] = {"matured_sends": sign[0], "share": sign[1], "correlation": sign[2]}
     con.close()
     return figures

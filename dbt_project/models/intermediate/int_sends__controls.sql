@@ -1,0 +1,85 @@
+{{ config(materialized='table') }}
+-- Step 3, the controls: for each send of the batch, the k = neighbours nearest users of the
+-- treated user's cell (Euclidean distance on the standardised features of int_user_features)
+-- who are not the treated user and had no send in [t - window_hours, t + window_hours).
+-- Ties are broken by md5(user_id), then user_id. A send may get fewer than k controls.
+-- Each candidate's sends are checked as one list per user (no pairwise join with sends) and
+-- the k nearest are kept with a top-k aggregate (no sort of all candidates).
+with to_score as (
+    select
+        send_id,
+        user_id,
+        sent_ts,
+        epoch_us(sent_ts) as sent_us
+    from {{ ref('int_sends__to_score') }}
+),
+
+features as (
+    select * from {{ ref('int_user_features') }}
+),
+
+sends_by_user as (
+    select
+        user_id,
+        list(epoch_us(sent_ts)) as sent_us
+    from {{ ref('stg_raw__sends') }}
+    group by user_id
+),
+
+candidates as (
+    select
+        to_score.send_id,
+        to_score.sent_ts,
+        control.user_id as control_user_id,
+        control.user_hash as control_user_hash,
+        sqrt(
+            pow(control.z_events - treated.z_events, 2)
+            + pow(control.z_goals - treated.z_goals, 2)
+            + pow(control.z_active_days - treated.z_active_days, 2)
+            + pow(control.z_recency - treated.z_recency, 2)
+        ) as distance
+    from to_score
+    inner join features as treated
+        on treated.user_id = to_score.user_id
+    inner join features as control
+        on control.cell = treated.cell
+        and control.user_id <> to_score.user_id
+    left join sends_by_user
+        on sends_by_user.user_id = control.user_id
+    where sends_by_user.sent_us is null
+        or not list_bool_or(list_transform(
+            sends_by_user.sent_us,
+            lambda s: s >= to_score.sent_us - {{ (var('window_hours') * 3600000000) | int }}
+                and s < to_score.sent_us + {{ (var('window_hours') * 3600000000) | int }}
+        ))
+),
+
+nearest_lists as (
+    select
+        send_id,
+        any_value(sent_ts) as sent_ts,
+        min_by(
+            struct_pack(control_user_id, distance),
+            struct_pack(distance, control_user_hash, control_user_id),
+            {{ var('neighbours') }}
+        ) as nearest
+    from candidates
+    group by send_id
+),
+
+nearest as (
+    select
+        send_id,
+        sent_ts,
+        unnest(nearest, recursive := true),
+        generate_subscripts(nearest, 1) as control_rank
+    from nearest_lists
+)
+
+select
+    send_id,
+    sent_ts,
+    control_user_id,
+    distance,
+    control_rank
+from nearest
