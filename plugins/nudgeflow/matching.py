@@ -71,9 +71,14 @@ def local_send_times(day: dt.date, timezones, hours) -> dict[str, np.ndarray]:
     return out
 
 
-def _gather(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """values[..., index] with index -1 mapped to the neutral value 1/2."""
-    return np.where(index >= 0, values[..., np.maximum(index, 0)], 0.5)
+def message_scores(theta: np.ndarray, message_actions: np.ndarray) -> np.ndarray:
+    """score[..., m] = sum over m's action sets of (theta[..., action] - 1/2); a missing label adds 0."""
+    n_a = theta.shape[-1]
+    membership = np.zeros((n_a, message_actions.shape[0]))
+    for s in range(message_actions.shape[1]):
+        present = message_actions[:, s] >= 0
+        np.add.at(membership, (message_actions[present, s], np.nonzero(present)[0]), 1.0)
+    return theta @ membership - 0.5 * membership.sum(axis=0)
 
 
 def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,7 +101,7 @@ def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np
     reach = np.take_along_axis(best_longer, bucket[..., None], -1)[..., 0]
     send = has_option & (current >= reach)
     # message: best score among the messages eligible at the chosen hour
-    score = (_gather(theta, opts.message_actions) - 0.5).sum(axis=-1)     # (..., U, M)
+    score = message_scores(theta, opts.message_actions)                   # (..., U, M)
     eligible_now = opts.eligible[users, :, hour]                          # (..., U, M)
     message = np.where(eligible_now, score, -np.inf).argmax(axis=-1)
     return send, np.where(send, hour, -1), np.where(send, message, -1)
@@ -107,13 +112,15 @@ def propensity(alpha: np.ndarray, beta: np.ndarray, opts: Options, chosen: np.nd
     """P(the policy sends message `chosen` to the user today), by resampling the posteriors.
 
     The logged draw counts as one of draws + 1 samples, so the estimate is in (0, 1].
+    Computed for the users with a chosen message (chosen >= 0); NaN for the others.
     """
-    hits = np.zeros(alpha.shape[0])
-    for lo in range(0, alpha.shape[0], chunk):
-        hi = min(lo + chunk, alpha.shape[0])
-        theta = rng.beta(alpha[lo:hi], beta[lo:hi], size=(draws, hi - lo, alpha.shape[1]))
-        sub = Options(**{**opts.__dict__, "send_at": opts.send_at[lo:hi], "eligible": opts.eligible[lo:hi],
-                         "gap_bucket": opts.gap_bucket[lo:hi]})
+    out = np.full(alpha.shape[0], np.nan)
+    users = np.nonzero(chosen >= 0)[0]
+    for lo in range(0, users.size, chunk):
+        idx = users[lo:lo + chunk]
+        theta = rng.beta(alpha[idx], beta[idx], size=(draws, idx.size, alpha.shape[1]))
+        sub = Options(**{**opts.__dict__, "send_at": opts.send_at[idx], "eligible": opts.eligible[idx],
+                         "gap_bucket": opts.gap_bucket[idx]})
         send, _, message = decide(theta, sub)
-        hits[lo:hi] = (send & (message == chosen[lo:hi])).sum(axis=0)
-    return (hits + 1.0) / (draws + 1.0)
+        out[idx] = ((send & (message == chosen[idx])).sum(axis=0) + 1.0) / (draws + 1.0)
+    return out

@@ -37,7 +37,7 @@ class Settings:
     min_controls: int = 1
     prior_max_strength: float = 10.0
     prior_min_users: int = 20
-    propensity_draws: int = 200
+    propensity_draws: int = 100
     policy: str = "agentic"
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
