@@ -1,3 +1,4 @@
+{{ config(materialized='table') }}
 -- Step 4, the non-label actions of every send before as_of: its channel, its local hour in
 -- the user's timezone ('0'..'23'; 'UTC' when unknown) and its frequency bucket, from the
 -- hours since the user's previous send (any send, matured or not; a first send is in the

@@ -18,12 +18,23 @@ features as (
     select * from {{ ref('int_user_features') }}
 ),
 
+batch_span as (
+    select
+        min(sent_ts) - {{ hours(var('window_hours')) }} as first_ts,
+        max(sent_ts) + {{ hours(var('window_hours')) }} as last_ts
+    from to_score
+),
+
+-- each user's send times that can fall in the window of some send of the batch
 sends_by_user as (
     select
-        user_id,
-        list(epoch_us(sent_ts)) as sent_us
-    from {{ ref('stg_raw__sends') }}
-    group by user_id
+        sends.user_id,
+        list(epoch_us(sends.sent_ts)) as sent_us
+    from {{ ref('stg_raw__sends') }} as sends
+    inner join batch_span
+        on sends.sent_ts >= batch_span.first_ts
+        and sends.sent_ts < batch_span.last_ts
+    group by sends.user_id
 ),
 
 candidates as (

@@ -3,8 +3,8 @@
 -- with timezone (default 'UTC') and country, the global holdout flag, activity features over
 -- the 28 days before as_of, standardised distance features, and the matching cell.
 --
--- Cell (coarsened exact matching): UTC offset of the timezone at as_of, rounded to the hour
--- x goal-or-not in 28 days x activity bucket. The activity bucket splits each (offset, goal)
+-- Cell (coarsened exact matching): UTC offset of the timezone at as_of x goal-or-not in
+-- 28 days x activity bucket, labelled like 'utc+05:30/g1/a03'. The activity bucket splits each (offset, goal)
 -- group into round(size / cell_size) equal-size buckets ordered by n_events_28d, so cells hold
 -- about cell_size users. Inside a cell, controls are the nearest by Euclidean distance on the
 -- z-scores of ln(1 + n_events_28d), ln(1 + n_goal_28d), active_days_28d and
@@ -82,15 +82,15 @@ timezone_offsets as (
     select
         timezone,
         cast(round(
-            {{ hours_between(as_of(), "timezone(timezone, cast(" ~ as_of() ~ " as timestamptz))") }}
-        ) as integer) as utc_offset_hours
+            {{ hours_between(as_of(), "timezone(timezone, cast(" ~ as_of() ~ " as timestamptz))") }} * 60
+        ) as integer) as utc_offset_minutes
     from (select distinct timezone from features)
 ),
 
 standardised as (
     select
         features.*,
-        timezone_offsets.utc_offset_hours,
+        timezone_offsets.utc_offset_minutes,
         {%- for name, expression in [
             ('z_events', 'ln(1 + n_events_28d)'),
             ('z_goals', 'ln(1 + n_goal_28d)'),
@@ -103,9 +103,9 @@ standardised as (
             0.0
         ) as {{ name }},
         {%- endfor %}
-        count(*) over (partition by utc_offset_hours, n_goal_28d > 0) as group_size,
+        count(*) over (partition by utc_offset_minutes, n_goal_28d > 0) as group_size,
         row_number() over (
-            partition by utc_offset_hours, n_goal_28d > 0
+            partition by utc_offset_minutes, n_goal_28d > 0
             order by n_events_28d, active_days_28d, user_hash, features.user_id
         ) as activity_rank
     from features
@@ -117,8 +117,10 @@ celled as (
     select
         * exclude (group_size, activity_rank),
         printf(
-            'utc%+03d/g%d/a%02d',
-            utc_offset_hours,
+            'utc%s%02d:%02d/g%d/a%02d',
+            case when utc_offset_minutes < 0 then '-' else '+' end,
+            abs(utc_offset_minutes) // 60,
+            abs(utc_offset_minutes) % 60,
             cast(n_goal_28d > 0 as integer),
             cast(floor(
                 (activity_rank - 1) * greatest(1, round(group_size / {{ var('cell_size') }}))

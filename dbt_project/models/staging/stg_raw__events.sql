@@ -1,7 +1,7 @@
 {{ config(materialized='table') }}
 -- Valid events before as_of, deduplicated: rows sharing an event_id are one event; rows
 -- without one are one event when (user_id, event_name, event_ts, value) repeat. The first
--- landed row (by _file, _row) is kept. A table, not a view: five models and the tests read it.
+-- landed row (by _file, _row) is kept. A table, not a view: the largest input, read by five models.
 with events as (
     select * from {{ ref('base_raw__events') }}
     where reject_reason is null
@@ -13,9 +13,7 @@ deduplicated as (
         user_id,
         event_name,
         event_ts,
-        value,
-        _file,
-        _row
+        value
     from events
     qualify row_number() over (
         partition by

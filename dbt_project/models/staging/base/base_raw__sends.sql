@@ -1,8 +1,14 @@
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
 -- Every raw send row, typed, with the reason it breaks the contract (null when it does not).
--- send_id is unique: of the otherwise valid rows sharing a send_id, the first landed
--- (by _file, _row) is kept and every later one is a 'duplicate send_id'.
+-- send_id is unique: the first valid row landed with a send_id is kept (an earlier run's row,
+-- then by _file, _row) and every later one is a 'duplicate send_id', so a send once accepted
+-- (and perhaps already measured) is never replaced. Incremental on _file: each landed file
+-- is typed and checked once (landed files never change).
 with source as (
     select * from {{ source('raw', 'sends') }}
+    {%- if is_incremental() %}
+    where _file not in (select distinct _file from {{ this }})
+    {%- endif %}
 ),
 
 renamed as (
@@ -24,18 +30,32 @@ renamed as (
     from source
 ),
 
+accepted_before as (
+    {%- if is_incremental() %}
+    select distinct send_id from {{ this }}
+    where reject_reason is null
+    {%- else %}
+    select cast(null as varchar) as send_id
+    where false
+    {%- endif %}
+),
+
 checked as (
     select
-        * exclude (violation),
+        renamed.* exclude (violation),
         coalesce(
-            violation,
+            renamed.violation,
             case
+                when accepted_before.send_id is not null then 'duplicate send_id'
                 when row_number() over (
-                    partition by send_id order by violation is not null, _file, _row
+                    partition by renamed.send_id
+                    order by renamed.violation is not null, renamed._file, renamed._row
                 ) > 1 then 'duplicate send_id'
             end
         ) as reject_reason
     from renamed
+    left join accepted_before
+        on accepted_before.send_id = renamed.send_id
 )
 
 select * from checked
