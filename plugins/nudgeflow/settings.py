@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,6 @@ class Settings:
     prior_min_users: int = 20
     propensity_draws: int = 100
     policy: str = "agentic"
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def dbt_vars(self, as_of: dt.datetime) -> dict:
         """The dbt vars of one run: the method parameters and the as-of time."""
@@ -58,12 +57,10 @@ class Settings:
         }
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("extra")
-        return d
+        return asdict(self)
 
 
-_FIELDS = {f.name: f for f in fields(Settings) if f.name != "extra"}
+_FIELDS = {f.name: f for f in fields(Settings)}
 
 
 def _coerce(name: str, value, default):
