@@ -43,7 +43,7 @@ def test_settings_defaults_and_overrides(tmp_path):
     (tmp_path / "nudgeflow.yml").write_text("goal_event: signup\nsend_hours: [9, 10]\nhalf_life_hours: 12\n")
     s = load_settings(tmp_path)
     assert (s.goal_event, s.send_hours, s.half_life_hours, s.window_hours) == ("signup", (9, 10), 12.0, 48.0)
-    assert s.dbt_vars(__import__("datetime").datetime(2026, 1, 19))["as_of"] == "2026-01-19 00:00:00"
+    assert "as_of" not in s.dbt_vars()  # the as-of time travels in $NUDGEFLOW_AS_OF
 
 
 @pytest.mark.parametrize("text,fragment", [

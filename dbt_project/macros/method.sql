@@ -1,8 +1,14 @@
 {#- Building blocks of the method, written once and used by several models. -#}
 
-{#- The as-of time of the run: only data timestamped strictly before it is used. -#}
+{#- The as-of time of the run: only data timestamped strictly before it is used. measure.py
+    passes it in the environment variable NUDGEFLOW_AS_OF (a var that changes every day would
+    make dbt re-parse the whole project on every run); `--vars '{as_of: ...}'` overrides it. -#}
 {% macro as_of() -%}
-    cast('{{ var("as_of") }}' as timestamp)
+    {%- set value = var("as_of", none) or env_var("NUDGEFLOW_AS_OF", "") -%}
+    {%- if not value and execute -%}
+        {{ exceptions.raise_compiler_error("as_of is not set: pass NUDGEFLOW_AS_OF or --vars '{as_of: ...}'") }}
+    {%- endif -%}
+    cast('{{ value }}' as timestamp)
 {%- endmacro %}
 
 {#- An interval of (possibly fractional) hours. -#}

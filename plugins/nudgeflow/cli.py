@@ -105,6 +105,62 @@ def report(
     print_report(resolve_home(home), days=days)
 
 
+evaluate_app = typer.Typer(no_args_is_help=True, help="Validate the method against a simulated world's truth.")
+app.add_typer(evaluate_app, name="evaluate")
+
+@evaluate_app.command("measurement")
+def evaluate_measurement(
+    home: Optional[Path] = HomeOption,
+    users: int = typer.Option(20_000, help="Users of the world created when HOME has none."),
+    history_days: int = typer.Option(14, help="Days of legacy history of a created world."),
+    loop_days: int = typer.Option(14, help="Days of random extra sends (every hour) of a created world."),
+    scenario: str = typer.Option("default", help="Scenario of a created world (e.g. strong_seasonality)."),
+    seed: int = typer.Option(1, help="Seed of a created world."),
+    sweeps: bool = typer.Option(True, help="Also sweep neighbours, half-life and window (one dbt run each)."),
+    replicates: int = typer.Option(200, help="Bootstrap replicates (users resampled)."),
+) -> None:
+    """Estimated vs true send effects for our estimator and four simpler ones (issue 3).
+
+    Creates a simulated world in HOME if it has none; writes HOME/evaluation/measurement.{json,md}."""
+    from nudgeflow.evaluate_measurement import build_evaluation_world, evaluate
+
+    root = resolve_home(home, must_exist=False)
+    if not (root / "truth" / "state.json").exists():
+        if (root / "landing").exists() and any(p.is_file() for p in (root / "landing").rglob("*")):
+            _fail(f"{root} has landed data but no simulated truth: evaluate needs a simulated world")
+        build_evaluation_world(root, users=users, history_days=history_days, loop_days=loop_days,
+                               scenario=scenario, seed=seed, progress=_progress)
+    evaluate(root, sweeps=sweeps, replicates=replicates, progress=_progress)
+    print((root / "evaluation" / "measurement.md").read_text())
+
+@evaluate_app.command("policies")
+def evaluate_policies(
+    home: Optional[Path] = HomeOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default HOME/reports/policies)."),
+    users: int = typer.Option(2000, help="Users per simulated world."),
+    seeds: int = typer.Option(5, help="Seeds (worlds) per scenario; intervals are over seeds."),
+    days: int = typer.Option(28, help="Closed-loop days per run."),
+    history_days: int = typer.Option(14, help="Days of legacy history of each world."),
+    worlds: str = typer.Option("default,drift,fatigue,many_labels", help="Comma-separated scenarios."),
+    policies: str = typer.Option("", help="Comma-separated policies (default: all; see docs/policies.md)."),
+    jobs: int = typer.Option(2, help="Parallel processes (one (world, seed) each)."),
+) -> None:
+    """Every policy on the same simulated worlds: increments over no messages, oracle share, regret."""
+    from nudgeflow.harness.report import evaluate
+
+    root = resolve_home(home, must_exist=False)
+    root.mkdir(parents=True, exist_ok=True)
+    target = out or root / "reports" / "policies"
+    result = evaluate(root / "harness_worlds", target, worlds=[w.strip() for w in worlds.split(",") if w.strip()],
+                      seeds=seeds, users=users, history_days=history_days, days=days,
+                      policies=[p.strip() for p in policies.split(",") if p.strip()] or None, jobs=jobs,
+                      progress=_progress)
+    print(result["markdown"])
+    _progress(f"wrote {target} ({len(result['plots'])} regret plots) in {result['seconds']:.0f}s")
+
+# ---- explain goes here
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -17,7 +17,7 @@ from typing import Callable
 from nudgeflow.settings import DBT_PROJECT_DIR, NudgeflowError, Settings, warehouse_path
 
 
-def dbt_args(command: str, home: Path, settings: Settings, as_of: dt.datetime, *extra: str) -> list[str]:
+def dbt_args(command: str, home: Path, settings: Settings, *extra: str) -> list[str]:
     """Command-line arguments of one dbt invocation on this home (artefacts under HOME/.dbt/)."""
     return [
         command,
@@ -25,16 +25,19 @@ def dbt_args(command: str, home: Path, settings: Settings, as_of: dt.datetime, *
         "--profiles-dir", str(DBT_PROJECT_DIR),
         "--target-path", str(Path(home) / ".dbt" / "target"),
         "--log-path", str(Path(home) / ".dbt" / "logs"),
-        "--vars", json.dumps(settings.dbt_vars(as_of)),
+        "--vars", json.dumps(settings.dbt_vars()),
         *extra,
     ]
 
 
-def run_dbt(args: list[str], home: Path, progress: Callable[[str], None] | None = None) -> list:
-    """Run dbt in-process on HOME/warehouse.duckdb; raise NudgeflowError naming every failed node."""
+def run_dbt(args: list[str], home: Path, as_of: dt.datetime,
+            progress: Callable[[str], None] | None = None) -> list:
+    """Run dbt in-process on HOME/warehouse.duckdb for one as-of time; raise NudgeflowError
+    naming every failed node."""
     from dbt.cli.main import dbtRunner
 
     os.environ["NUDGEFLOW_WAREHOUSE"] = str(warehouse_path(home))
+    os.environ["NUDGEFLOW_AS_OF"] = as_of.strftime("%Y-%m-%d %H:%M:%S")
 
     def on_event(event) -> None:
         if progress and event.info.name in ("LogModelResult", "LogTestResult", "LogNodeResult"):
@@ -72,4 +75,4 @@ def dbt_build(home: Path, settings: Settings, as_of: dt.datetime,
               progress: Callable[[str], None] | None = None, *, unit_tests: bool = False) -> list:
     """Build and test every model for the as-of time (dbt unit tests only when asked: they are for CI)."""
     extra = [] if unit_tests else ["--exclude-resource-type", "unit_test"]
-    return run_dbt(dbt_args("build", home, settings, as_of, *extra), home, progress)
+    return run_dbt(dbt_args("build", home, settings, *extra), home, as_of, progress)

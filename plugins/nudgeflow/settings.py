@@ -40,10 +40,10 @@ class Settings:
     propensity_draws: int = 100
     policy: str = "agentic"
 
-    def dbt_vars(self, as_of: dt.datetime) -> dict:
-        """The dbt vars of one run: the method parameters and the as-of time."""
+    def dbt_vars(self) -> dict:
+        """The dbt vars: the method parameters (the as-of time goes in $NUDGEFLOW_AS_OF, so that
+        dbt's partial parsing survives from one day to the next)."""
         return {
-            "as_of": as_of.strftime("%Y-%m-%d %H:%M:%S"),
             "goal_event": self.goal_event,
             "weight_window_hours": self.weight_window_hours,
             "half_life_hours": self.half_life_hours,
