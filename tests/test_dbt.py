@@ -14,11 +14,14 @@ Send s1 to u1 at t = 2026-01-17 12:00 (matured 2026-01-19 12:00):
     pre:  view at t - 12 h            -> ln(2/3) * 2^(-12/24)
     post: app_open at t (weight 0: not in the horizon) and a purchase at t + 24 h,
           landed twice with the same event_id (one event) -> ln 2 * 2^(-24/24)
-Controls of s1: u1's cell is UTC offset 0 x has a goal in 28 days. In it, u2 and u5 (unknown
-timezone 'Mars/Olympus' = UTC) had no send in [t - 48 h, t + 48 h) and no event in the window
-(u2's purchase is exactly at t + 48 h, outside): both have y_pre = y_post = 0. u3 (sent at
-t - 36 h) and u6 (sent at t + 36 h, not yet matured) are excluded; u4 (Asia/Tokyo) is in
-another cell. So delta_y = y_post - y_pre - 0 > 0 and reward = 1.
+Controls of s1 are matched on the features of the send's day, 2026-01-17 (the 28 days
+before it): u1's cell is UTC offset 0 x has a goal in 28 days. In it, u2 and u5 (unknown
+timezone 'Mars/Olympus' = UTC; both purchased on 2025-12-20, before every weight horizon)
+had no send in [t - 48 h, t + 48 h) and no event in the window (u2's purchase is exactly at
+t + 48 h, outside): both have y_pre = y_post = 0. u3 (sent at t - 36 h) and u6 (sent at
+t + 36 h, not yet matured) are excluded; u4 (Asia/Tokyo) is in another cell. So
+delta_y = y_post - y_pre - 0 > 0 and reward = 1. (At as_of, u3 and u6 have goals too, but
+those purchases come after the send and do not move its matching.)
 """
 
 from __future__ import annotations
@@ -64,6 +67,10 @@ EVENTS = [
     ("events_2.csv", 9, "e15", " ", "view", "2026-01-10 00:00:00", None),         # missing user_id
     ("events_2.csv", 10, "e16", "u2", "purchase", "2026-01-10 00:00:00", "ten"),  # bad value
     ("events_2.csv", 11, "e17", "u2", "view", "2026-01-21 00:00:00", None),       # after as_of
+    # goals before every weight horizon used here but inside the 28 days of features before
+    # the sends' days: u2 and u5 are goal users before s1 (pre-treatment matching features)
+    ("events_2.csv", 12, "e18", "u2", "purchase", "2025-12-20 12:00:00", "5"),
+    ("events_2.csv", 13, "e19", "u5", "purchase", "2025-12-20 12:00:00", "5"),
 ]
 USERS = [
     ("users_1.csv", 1, "u1", "America/New_York", "us", "2026-01-01 00:00:00"),
@@ -261,8 +268,9 @@ def test_send_outcome_by_hand(built):
 def test_controls_exclude_treated_and_messaged_users(built):
     controls = built["controls"]
     assert sorted(c for s, c in controls if s == "s1") == ["u2", "u5"]
-    # s3 (u3 at 2026-01-16 00:00): u1 was messaged in its window, u6 was not (sent 2026-01-19 00:00)
-    assert sorted(c for s, c in controls if s == "s3") == ["u2", "u5", "u6"]
+    # s3 (u3 at 2026-01-16 00:00): on 2026-01-16 u3 has no goal in 28 days; of the other UTC
+    # users without one, u6 was not messaged in the window (sent 2026-01-19 00:00)
+    assert sorted(c for s, c in controls if s == "s3") == ["u6"]
     assert not [1 for s, c in controls if (s, c) in {("s1", "u1"), ("s3", "u3")}]
 
 

@@ -55,27 +55,32 @@
 {%- endmacro %}
 
 {#- Decayed outcomes of eq. (1) of the paper around each send time t, for the (send_id, user_id,
-    sent_ts) rows of `pairs` and the (user_id, event_ts, weight) rows of `weighted_events`:
+    sent_ts, weights_as_of) rows of `pairs`, the (user_id, event_name, event_ts) rows of
+    `events` and the (weights_as_of, event_name, weight) rows of `weights`:
         y_pre  = sum over events in [t - window, t) of  w_e * 2^(-|t_e - t| / half_life)
         y_post = sum over events in [t, t + window) of  w_e * 2^(-|t_e - t| / half_life)
+    with w_e the weight of the event's name at the pair's weights_as_of (0 without a row).
     An event exactly at t is post; one at t - window is pre; one at t + window is outside.
     A pair with no events has y_pre = y_post = 0. -#}
-{% macro decayed_outcomes(pairs, weighted_events) -%}
+{% macro decayed_outcomes(pairs, events, weights) -%}
     select
         pairs.send_id,
         pairs.user_id,
         coalesce(sum(
-            events.weight
+            coalesce(weights.weight, 0.0)
             * pow(2.0, -abs({{ hours_between('pairs.sent_ts', 'events.event_ts') }}) / {{ var('half_life_hours') }})
         ) filter (where events.event_ts < pairs.sent_ts), 0.0) as y_pre,
         coalesce(sum(
-            events.weight
+            coalesce(weights.weight, 0.0)
             * pow(2.0, -abs({{ hours_between('pairs.sent_ts', 'events.event_ts') }}) / {{ var('half_life_hours') }})
         ) filter (where events.event_ts >= pairs.sent_ts), 0.0) as y_post
     from {{ pairs }} as pairs
-    left join {{ weighted_events }} as events
+    left join {{ events }} as events
         on events.user_id = pairs.user_id
         and events.event_ts >= pairs.sent_ts - {{ hours(var('window_hours')) }}
         and events.event_ts < pairs.sent_ts + {{ hours(var('window_hours')) }}
+    left join {{ weights }} as weights
+        on weights.weights_as_of = pairs.weights_as_of
+        and weights.event_name = events.event_name
     group by pairs.send_id, pairs.user_id
 {%- endmacro %}

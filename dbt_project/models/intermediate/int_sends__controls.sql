@@ -1,6 +1,7 @@
 {{ config(materialized='table') }}
 -- Step 3, the controls: for each send of the batch, the k = neighbours nearest users of the
--- treated user's cell (Euclidean distance on the standardised features of int_user_features)
+-- treated user's cell on the send's day (Euclidean distance on the standardised features of
+-- int_user_features__dated at date_trunc('day', sent_ts): behaviour before the send)
 -- who are not the treated user and had no send in [t - window_hours, t + window_hours).
 -- Ties are broken by md5(user_id), then user_id. A send may get fewer than k controls.
 -- Each candidate's sends are checked as one list per user (no pairwise join with sends) and
@@ -10,12 +11,13 @@ with to_score as (
         send_id,
         user_id,
         sent_ts,
+        date_trunc('day', sent_ts) as feature_date,
         epoch_us(sent_ts) as sent_us
     from {{ ref('int_sends__to_score') }}
 ),
 
 features as (
-    select * from {{ ref('int_user_features') }}
+    select * from {{ ref('int_user_features__dated') }}
 ),
 
 batch_span as (
@@ -52,8 +54,10 @@ candidates as (
     from to_score
     inner join features as treated
         on treated.user_id = to_score.user_id
+        and treated.feature_date = to_score.feature_date
     inner join features as control
-        on control.cell = treated.cell
+        on control.feature_date = treated.feature_date
+        and control.cell = treated.cell
         and control.user_id <> to_score.user_id
     left join sends_by_user
         on sends_by_user.user_id = control.user_id

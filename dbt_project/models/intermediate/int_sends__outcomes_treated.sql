@@ -1,25 +1,35 @@
 {{ config(materialized='table') }}
 -- Step 2, the treated user's outcomes: Y_pre and Y_post of eq. (1) around each send of the
 -- batch (decayed_outcomes macro: w_e * 2^(-|t_e - t| / half_life_hours) summed over the
--- user's events in [t - window, t) and [t, t + window)).
+-- user's events in [t - window, t) and [t, t + window)), with the weights of the send's
+-- weights_as_of.
 with to_score as (
     select
         send_id,
         user_id,
-        sent_ts
+        sent_ts,
+        weights_as_of
     from {{ ref('int_sends__to_score') }}
 ),
 
-weighted_events as (
+events as (
     select
         user_id,
-        event_ts,
+        event_name,
+        event_ts
+    from {{ ref('int_events__in_windows') }}
+),
+
+weights as (
+    select
+        weights_as_of,
+        event_name,
         weight
-    from {{ ref('int_events__weighted') }}
+    from {{ ref('event_weights_history') }}
 ),
 
 outcomes as (
-    {{ decayed_outcomes('to_score', 'weighted_events') }}
+    {{ decayed_outcomes('to_score', 'events', 'weights') }}
 )
 
 select * from outcomes

@@ -1,0 +1,175 @@
+{{ config(materialized='table') }}
+-- Step 3 (controls), the users at each feature date d this run needs: d = as_of (for the
+-- Python steps, int_user_features) and d = the day of each send of the batch,
+-- date_trunc('day', sent_ts), so that a send's controls are matched on behaviour before the
+-- send (pre-treatment) and do not depend on which run measured it.
+--
+-- At d: every user with a users or consents row, or an event before d; timezone (default
+-- 'UTC') and country (latest rows), the global holdout flag, activity over [d - 28 days, d),
+-- standardised distance features (z-scores over the users of d) and the matching cell.
+-- Cell (coarsened exact matching): UTC offset of the timezone at d x goal-or-not in 28 days
+-- x activity bucket, labelled like 'utc+05:30/g1/a03'. The activity bucket splits each
+-- (offset, goal) group into round(size / cell_size) equal-size buckets ordered by
+-- n_events_28d, so cells hold about cell_size users. Inside a cell, controls are the nearest
+-- by Euclidean distance on the z-scores of ln(1 + n_events_28d), ln(1 + n_goal_28d),
+-- active_days_28d and days_since_last_event (capped at 28).
+{%- set feature_days = 28 %}
+with feature_dates as (
+    select cast({{ as_of() }} as timestamp) as feature_date
+    union
+    select distinct date_trunc('day', sent_ts) as feature_date
+    from {{ ref('int_sends__to_score') }}
+),
+
+users as (
+    select * from {{ ref('stg_raw__users') }}
+),
+
+events as (
+    select * from {{ ref('stg_raw__events') }}
+),
+
+consents as (
+    select * from {{ ref('stg_raw__consents') }}
+),
+
+sends as (
+    select * from {{ ref('stg_raw__sends') }}
+),
+
+-- one row per user and UTC day with events
+user_days as (
+    select
+        user_id,
+        date_trunc('day', event_ts) as event_day,
+        count(*) as n_events,
+        count(*) filter (where event_name = '{{ var("goal_event") }}') as n_goal,
+        max(event_ts) as last_event_ts
+    from events
+    where event_ts >= (select min(feature_date) from feature_dates) - interval {{ feature_days }} day
+    group by user_id, date_trunc('day', event_ts)
+),
+
+activity as (
+    select
+        feature_dates.feature_date,
+        user_days.user_id,
+        sum(user_days.n_events) as n_events_28d,
+        sum(user_days.n_goal) as n_goal_28d,
+        count(*) as active_days_28d,
+        max(user_days.last_event_ts) as last_event_ts
+    from feature_dates
+    inner join user_days
+        on user_days.event_day >= feature_dates.feature_date - interval {{ feature_days }} day
+        and user_days.event_day < feature_dates.feature_date
+    group by feature_dates.feature_date, user_days.user_id
+),
+
+first_seen as (
+    select user_id, min(event_ts) as first_seen_ts from events group by user_id
+),
+
+known_users as (
+    select feature_dates.feature_date, listed.user_id
+    from (select user_id from users union select user_id from consents) as listed
+    cross join feature_dates
+    union
+    select feature_dates.feature_date, first_seen.user_id
+    from feature_dates
+    inner join first_seen
+        on first_seen.first_seen_ts < feature_dates.feature_date
+),
+
+last_sends as (
+    select
+        feature_dates.feature_date,
+        sends.user_id,
+        max(sends.sent_ts) as last_sent_ts
+    from feature_dates
+    inner join sends
+        on sends.sent_ts < feature_dates.feature_date
+    group by feature_dates.feature_date, sends.user_id
+),
+
+features as (
+    select
+        known_users.feature_date,
+        known_users.user_id,
+        coalesce(users.timezone, 'UTC') as timezone,
+        users.country,
+        md5(known_users.user_id) as user_hash,
+        {{ is_holdout('known_users.user_id') }} as is_holdout,
+        coalesce(activity.n_events_28d, 0) as n_events_28d,
+        coalesce(activity.n_goal_28d, 0) as n_goal_28d,
+        coalesce(activity.active_days_28d, 0) as active_days_28d,
+        coalesce(
+            least({{ hours_between('activity.last_event_ts', 'known_users.feature_date') }} / 24.0, {{ feature_days }}),
+            {{ feature_days }}
+        ) as days_since_last_event,
+        last_sends.last_sent_ts
+    from known_users
+    left join users
+        on users.user_id = known_users.user_id
+    left join activity
+        on activity.user_id = known_users.user_id
+        and activity.feature_date = known_users.feature_date
+    left join last_sends
+        on last_sends.user_id = known_users.user_id
+        and last_sends.feature_date = known_users.feature_date
+),
+
+timezone_offsets as (
+    select
+        feature_date,
+        timezone,
+        cast(round(
+            {{ hours_between('feature_date', "timezone(timezone, cast(feature_date as timestamptz))") }} * 60
+        ) as integer) as utc_offset_minutes
+    from (select distinct feature_date, timezone from features)
+),
+
+standardised as (
+    select
+        features.*,
+        timezone_offsets.utc_offset_minutes,
+        {%- for name, expression in [
+            ('z_events', 'ln(1 + n_events_28d)'),
+            ('z_goals', 'ln(1 + n_goal_28d)'),
+            ('z_active_days', 'active_days_28d'),
+            ('z_recency', 'days_since_last_event'),
+        ] %}
+        coalesce(
+            ({{ expression }} - avg({{ expression }}) over (partition by features.feature_date))
+            / nullif(stddev_pop({{ expression }}) over (partition by features.feature_date), 0),
+            0.0
+        ) as {{ name }},
+        {%- endfor %}
+        count(*) over (partition by features.feature_date, utc_offset_minutes, n_goal_28d > 0) as group_size,
+        row_number() over (
+            partition by features.feature_date, utc_offset_minutes, n_goal_28d > 0
+            order by n_events_28d, active_days_28d, user_hash, features.user_id
+        ) as activity_rank
+    from features
+    inner join timezone_offsets
+        on timezone_offsets.feature_date = features.feature_date
+        and timezone_offsets.timezone = features.timezone
+),
+
+celled as (
+    select
+        * exclude (group_size, activity_rank),
+        printf(
+            'utc%s%02d:%02d/g%d/a%02d',
+            case when utc_offset_minutes < 0 then '-' else '+' end,
+            abs(utc_offset_minutes) // 60,
+            abs(utc_offset_minutes) % 60,
+            cast(n_goal_28d > 0 as integer),
+            cast(floor(
+                (activity_rank - 1) * greatest(1, round(group_size / {{ var('cell_size') }}))
+                / group_size
+            ) as integer)
+        ) as cell
+    from standardised
+)
+
+select * from celled
