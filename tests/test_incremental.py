@@ -1,5 +1,5 @@
 """Incremental measurement: N daily runs give the tables of one full recompute, and late data
-follows the documented policy (docs/measurement.md, "Incremental runs and late data").
+follows the documented policy (dbt_project/README.md, "Incremental runs and late data").
 
 A daily run scores only the sends that matured since the last run. Each send's outcome is a
 function of the data and of the send alone: the event weights of its weights_as_of (the first
