@@ -70,3 +70,27 @@ def test_report_figures(world):
         mean, lo, hi = f[metric]["difference"]
         assert lo <= mean <= hi
     assert 0 <= f["sign_agreement"]["share"] <= 1
+
+
+def test_explain_replays_a_scheduled_decision(world):
+    from nudgeflow.explain import explain
+
+    home, first, _ = world
+    day = first + dt.timedelta(days=LOOP - 1)
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    rows = con.execute("select user_id, message_id from send_schedule where schedule_date = ? "
+                       "order by user_id limit 3", [day]).fetchall()
+    con.close()
+    assert rows
+    for user_id, message_id in rows:
+        r = explain(home, user_id, day)
+        assert r["stored"]["message_id"] == message_id
+        assert r["replay_matches_run"] and r["decision"]["message_id"] == message_id
+        winner = [m for m in r["messages"] if m["eligible_at_chosen_hour"]][0]
+        assert winner["message_id"] == message_id
+        # the score is the sum of (theta - 0.5) over the message's actions, as listed
+        assert winner["score"] == pytest.approx(sum(c["adds"] for c in winner["contributions"].values()))
+        sets = {a["action_set"] for a in r["actions"]}
+        assert {"channel", "send_hour", "frequency"} <= sets
+        assert all(a["prior_alpha"] > 0 and a["alpha"] >= a["prior_alpha"] for a in r["actions"])
+        assert any(line.startswith("message ") for line in r["why"])

@@ -113,9 +113,10 @@ def _dense(frame: pl.DataFrame, *values: str) -> tuple:
 
 def _history(con, day: dt.date, settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Last send per user and last send per (user, message), landed before D or scheduled for dates before D."""
-    landed = read(con, "select user_id, message_id, sent_ts from marts.recent_sends")
+    # only sends before D: the same for the run for D and for a replay after later runs (explain)
+    landed = read(con, "select user_id, message_id, sent_ts from marts.recent_sends where sent_ts < ?", [day])
     last_landed = read(con, "select user_id, last_sent_ts as sent_ts from marts.user_features "
-                            "where last_sent_ts is not null")
+                            "where last_sent_ts < ?", [day])
     scheduled = pl.DataFrame(schema={"user_id": pl.String, "message_id": pl.String, "sent_ts": pl.Datetime("us")})
     if table_exists(con, "main", "send_schedule"):
         scheduled = read(con, "select user_id, message_id, send_at as sent_ts from send_schedule "
