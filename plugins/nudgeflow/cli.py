@@ -108,6 +108,7 @@ def report(
 evaluate_app = typer.Typer(no_args_is_help=True, help="Validate the method against a simulated world's truth.")
 app.add_typer(evaluate_app, name="evaluate")
 
+
 @evaluate_app.command("measurement")
 def evaluate_measurement(
     home: Optional[Path] = HomeOption,
@@ -118,6 +119,7 @@ def evaluate_measurement(
     seed: int = typer.Option(1, help="Seed of a created world."),
     sweeps: bool = typer.Option(True, help="Also sweep neighbours, half-life and window (one dbt run each)."),
     replicates: int = typer.Option(200, help="Bootstrap replicates (users resampled)."),
+    dbt_vars: str = typer.Option("", help='Method options as dbt vars (JSON), e.g. \'{"pre_match_candidates": 50}\'.'),
 ) -> None:
     """Estimated vs true send effects for our estimator and four simpler ones (issue 3).
 
@@ -130,19 +132,26 @@ def evaluate_measurement(
             _fail(f"{root} has landed data but no simulated truth: evaluate needs a simulated world")
         build_evaluation_world(root, users=users, history_days=history_days, loop_days=loop_days,
                                scenario=scenario, seed=seed, progress=_progress)
-    evaluate(root, sweeps=sweeps, replicates=replicates, progress=_progress)
-    print((root / "evaluation" / "measurement.md").read_text())
+    import json
+
+    try:
+        extra = json.loads(dbt_vars) if dbt_vars.strip() else {}
+    except json.JSONDecodeError as exc:
+        _fail(f"--dbt-vars is not valid JSON: {exc}")
+    result = evaluate(root, sweeps=sweeps, replicates=replicates, dbt_vars=extra, progress=_progress)
+    print(Path(result["report"]).read_text())
+
 
 @evaluate_app.command("policies")
 def evaluate_policies(
     home: Optional[Path] = HomeOption,
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default HOME/reports/policies)."),
-    users: int = typer.Option(2000, help="Users per simulated world."),
+    users: int = typer.Option(1000, help="Users per simulated world."),
     seeds: int = typer.Option(5, help="Seeds (worlds) per scenario; intervals are over seeds."),
     days: int = typer.Option(28, help="Closed-loop days per run."),
     history_days: int = typer.Option(14, help="Days of legacy history of each world."),
     worlds: str = typer.Option("default,drift,fatigue,many_labels", help="Comma-separated scenarios."),
-    policies: str = typer.Option("", help="Comma-separated policies (default: all; see docs/policies.md)."),
+    policies: str = typer.Option("", help="Comma-separated policies (default: per world, see docs/policies.md)."),
     jobs: int = typer.Option(2, help="Parallel processes (one (world, seed) each)."),
 ) -> None:
     """Every policy on the same simulated worlds: increments over no messages, oracle share, regret."""
@@ -158,7 +167,23 @@ def evaluate_policies(
     print(result["markdown"])
     _progress(f"wrote {target} ({len(result['plots'])} regret plots) in {result['seconds']:.0f}s")
 
-# ---- explain goes here
+@app.command()
+def explain(
+    home: Optional[Path] = HomeOption,
+    user: str = typer.Option(..., "--user", help="The user_id."),
+    date: str = typer.Option(..., "--date", help="Schedule date D (YYYY-MM-DD) of a run."),
+    as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
+) -> None:
+    """Why the run for D chose what it did for one user: priors, posteriors, draws, scores."""
+    import json
+
+    from nudgeflow.explain import explain as explain_user, print_explanation
+
+    result = explain_user(resolve_home(home), user, parse_date(date))
+    if as_json:
+        print(json.dumps(result, default=str, indent=2))
+    else:
+        print_explanation(result)
 
 
 def main() -> None:
