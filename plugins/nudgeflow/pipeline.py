@@ -67,7 +67,9 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
     settings = load_settings(home)
     with connect(home) as con:
         users = read(con, "select user_id, cell from marts.user_features where not is_holdout")
-        outcomes = read(con, "select user_id, action_set, action, successes, trials from marts.action_outcomes")
+        # the evidence with forgetting (older sends weigh less; see action_outcomes)
+        outcomes = read(con, "select user_id, action_set, action, weighted_successes as successes, "
+                             "weighted_trials as trials from marts.action_outcomes")
         actions = action_space(con, settings)
         prior = empirical_bayes_prior(outcomes, read(con, "select user_id, cell from marts.user_features"),
                                       max_strength=settings.prior_max_strength,

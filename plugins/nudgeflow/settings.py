@@ -35,6 +35,7 @@ class Settings:
     frequency_bucket_hours: tuple[int, ...] = (36, 84, 180)
     weight_horizon_days: int = 28
     min_controls: int = 1
+    evidence_half_life_days: float = 28.0
     prior_max_strength: float = 10.0
     prior_min_users: int = 20
     propensity_draws: int = 100
@@ -54,6 +55,7 @@ class Settings:
             "frequency_bucket_hours": list(self.frequency_bucket_hours),
             "weight_horizon_days": self.weight_horizon_days,
             "min_controls": self.min_controls,
+            "evidence_half_life_days": self.evidence_half_life_days,
         }
 
     def as_dict(self) -> dict:
@@ -108,6 +110,7 @@ def _validate(s: Settings) -> None:
         (list(s.frequency_bucket_hours) == sorted(set(s.frequency_bucket_hours)),
          "frequency_bucket_hours must be strictly increasing"),
         (s.propensity_draws >= 1, "propensity_draws must be >= 1"),
+        (s.evidence_half_life_days >= 0, "evidence_half_life_days must be >= 0 (0: never forget)"),
     ]
     for ok, message in checks:
         if not ok:

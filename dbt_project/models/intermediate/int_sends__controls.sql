@@ -1,4 +1,6 @@
 {{ config(materialized='table') }}
+{%- set pre_match = var('pre_match_candidates', 0) | int %}
+{%- set n_candidates = [var('neighbours') | int, pre_match] | max %}
 -- Step 3, the controls: for each send of the batch, the k = neighbours nearest users of the
 -- treated user's cell on the send's day (Euclidean distance on the standardised features of
 -- int_user_features__dated at date_trunc('day', sent_ts): behaviour before the send)
@@ -6,6 +8,12 @@
 -- Ties are broken by md5(user_id), then user_id. A send may get fewer than k controls.
 -- Each candidate's sends are checked as one list per user (no pairwise join with sends) and
 -- the k nearest are kept with a top-k aggregate (no sort of all candidates).
+-- Options (evaluated by `nudgeflow evaluate measurement`, docs/measurement.md):
+--   control_pool 'group' (default 'cell'): candidates from the treated user's (UTC offset x
+--     goal-or-not) group, i.e. the cell without its activity bucket, not only the cell;
+--   pre_match_candidates m > 0 (default 0, off): keep the max(k, m) nearest as candidates;
+--     int_sends__outcomes_controls then keeps the k of them whose pre-window outcome Y_pre is
+--     nearest to the treated user's (matching on the pre-period outcome).
 with to_score as (
     select
         send_id,
@@ -57,7 +65,11 @@ candidates as (
         and treated.feature_date = to_score.feature_date
     inner join features as control
         on control.feature_date = treated.feature_date
+        {%- if var('control_pool', 'cell') == 'group' %}
+        and regexp_replace(control.cell, '/a[0-9]+$', '') = regexp_replace(treated.cell, '/a[0-9]+$', '')
+        {%- else %}
         and control.cell = treated.cell
+        {%- endif %}
         and control.user_id <> to_score.user_id
     left join sends_by_user
         on sends_by_user.user_id = control.user_id
@@ -69,6 +81,23 @@ candidates as (
         ))
 ),
 
+{%- if n_candidates > 100 %}
+
+-- many candidates per send: one ranking window is cheaper than a top-k aggregate with a large k
+nearest as (
+    select
+        send_id,
+        sent_ts,
+        control_user_id,
+        distance,
+        row_number() over (
+            partition by send_id order by distance, control_user_hash, control_user_id
+        ) as control_rank
+    from candidates
+    qualify control_rank <= {{ n_candidates }}
+)
+{%- else %}
+
 nearest_lists as (
     select
         send_id,
@@ -76,7 +105,7 @@ nearest_lists as (
         min_by(
             struct_pack(control_user_id, distance),
             struct_pack(distance, control_user_hash, control_user_id),
-            {{ var('neighbours') }}
+            {{ n_candidates }}
         ) as nearest
     from candidates
     group by send_id
@@ -90,6 +119,7 @@ nearest as (
         generate_subscripts(nearest, 1) as control_rank
     from nearest_lists
 )
+{%- endif %}
 
 select
     send_id,

@@ -1,12 +1,22 @@
 {{ config(materialized='table') }}
+{%- set pre_match = var('pre_match_candidates', 0) | int %}
 -- Step 3, the controls' outcomes: Y_pre and Y_post of every control user of a send, at the
 -- same send time t and with the same formula and weights as the treated user's
 -- (decayed_outcomes, the weights of the send's weights_as_of).
+-- With pre_match_candidates > 0, int_sends__controls lists more candidates than k and this
+-- model keeps, per send, the k candidates nearest on
+--   distance^2 + pre_match_weight * ((Y_pre(control) - Y_pre(treated)) / sd)^2
+-- (distance: the features' Euclidean distance; sd: standard deviation of Y_pre over the
+-- candidates of all sends at the same t; ties by the candidate's rank), so that the controls
+-- also had the treated user's outcome in the pre window: their change then carries the same
+-- regression to the mean as the treated user's, which the difference in differences removes.
 with controls as (
     select
         controls.send_id,
         controls.control_user_id as user_id,
         controls.sent_ts,
+        controls.distance,
+        controls.control_rank,
         to_score.weights_as_of
     from {{ ref('int_sends__controls') }} as controls
     inner join {{ ref('int_sends__to_score') }} as to_score
@@ -32,6 +42,61 @@ weights as (
 outcomes as (
     {{ decayed_outcomes('controls', 'events', 'weights') }}
 ),
+{%- if pre_match > 0 %}
+
+treated as (
+    select
+        send_id,
+        user_id,
+        sent_ts,
+        weights_as_of
+    from {{ ref('int_sends__to_score') }}
+    where send_id in (select send_id from controls)
+),
+
+treated_outcomes as (
+    {{ decayed_outcomes('treated', 'events', 'weights') }}
+),
+
+scored as (
+    select
+        outcomes.send_id,
+        outcomes.user_id,
+        outcomes.y_pre,
+        outcomes.y_post,
+        controls.distance,
+        controls.control_rank,
+        treated_outcomes.y_pre as treated_y_pre,
+        stddev_pop(outcomes.y_pre) over (partition by controls.sent_ts) as pre_sd
+    from outcomes
+    inner join controls
+        on controls.send_id = outcomes.send_id
+        and controls.user_id = outcomes.user_id
+    inner join treated_outcomes
+        on treated_outcomes.send_id = outcomes.send_id
+),
+
+kept as (
+    select
+        send_id,
+        user_id,
+        y_pre,
+        y_post
+    from scored
+    qualify row_number() over (
+        partition by send_id
+        order by
+            pow(distance, 2) + {{ var('pre_match_weight', 4.0) }}
+            * pow(coalesce((y_pre - treated_y_pre) / nullif(pre_sd, 0), 0.0), 2),
+            control_rank
+    ) <= {{ var('neighbours') }}
+),
+{%- else %}
+
+kept as (
+    select * from outcomes
+),
+{%- endif %}
 
 renamed as (
     select
@@ -39,7 +104,7 @@ renamed as (
         user_id as control_user_id,
         y_pre,
         y_post
-    from outcomes
+    from kept
 )
 
 select * from renamed
