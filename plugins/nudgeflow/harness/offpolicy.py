@@ -1,0 +1,132 @@
+"""Off-policy checks of the logged propensities, on one day of a harness world.
+
+* :func:`calibration`: the production ``matching.propensity`` logged for the chosen message
+  against how often re-runs of the same day with other seeds (``bayes.draw_keys`` seeds,
+  everything else equal) pick that message for that user.
+* :func:`snips_check`: a uniformly random logging policy (random send with probability
+  ``send_prob``, random feasible hour, random eligible message; exact propensities) is
+  replayed ``log_runs`` times on the day; the self-normalised IPS estimate of the value of
+  ``ours`` (mean true expected incremental purchases per user and day, 0 without a send) from
+  those logs is compared with ``ours``'s simulated value over ``target_runs`` re-runs with
+  other seeds.  The target's action probabilities over (send, hour, message) come from
+  resampling its Beta posteriors through ``matching.decide`` (like ``matching.propensity``,
+  joint over the hour as well, since the reward depends on it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+
+from nudgeflow.bayes import draw_keys, thompson_sample
+from nudgeflow.matching import Options, decide, propensity
+from nudgeflow.simulate import simulate_day
+
+from nudgeflow.harness.loop import DayContext, Sim, run_policy
+from nudgeflow.harness.policies import Agentic, random_choice
+
+
+def warm_state(home, days: int, settings=None) -> tuple[Sim, Agentic, DayContext]:
+    """Play ``ours`` for ``days`` days, then return the sim, the policy and the next day's context."""
+    pol = Agentic("ours")
+    r = run_policy(home, pol, days, settings)
+    sim = r["sim"]
+    day = sim.first_day + dt.timedelta(days=days)
+    ctx = sim.context(day)
+    return sim, pol, ctx
+
+
+def calibration(sim: Sim, pol: Agentic, ctx: DayContext, reruns: int = 200, draws: int | None = None) -> dict:
+    """Logged propensity of the chosen message vs its empirical pick frequency over re-runs."""
+    actions, keys, alpha, beta = pol.posterior_arrays(ctx)
+    from nudgeflow.harness.policies import build_options
+
+    opts = build_options(ctx, actions)
+    seed = pol.seed
+    theta = thompson_sample(alpha, beta, draw_keys(seed, ctx.day.toordinal(), ctx.user_ids, keys))
+    send, hour, message = decide(theta, opts)
+    rng = np.random.default_rng([seed, ctx.day.toordinal(), 1])
+    logged = propensity(alpha, beta, opts, message, rng, draws or sim.s.propensity_draws)
+    hits = np.zeros(len(ctx.users))
+    for k in range(reruns):
+        th = thompson_sample(alpha, beta, draw_keys(seed + 1000 + k, ctx.day.toordinal(), ctx.user_ids, keys))
+        s2, _, m2 = decide(th, opts)
+        hits += s2 & (m2 == message)
+    chosen = message >= 0
+    return {"logged": logged[chosen], "empirical": hits[chosen] / reruns, "users": int(chosen.sum())}
+
+
+def joint_probabilities(alpha, beta, opts: Options, rng: np.random.Generator, draws: int) -> np.ndarray:
+    """P(action) per user over index h * M + m (send at hour h message m), last = no send: (U, H*M+1)."""
+    n_u, n_m, n_h = opts.eligible.shape
+    out = np.zeros((n_u, n_h * n_m + 1))
+    theta = rng.beta(alpha, beta, size=(draws, n_u, alpha.shape[1]))
+    send, hour, message = decide(theta, opts)
+    idx = np.where(send, hour * n_m + message, n_h * n_m)
+    for d in range(draws):
+        np.add.at(out, (np.arange(n_u), idx[d]), 1.0)
+    return out / draws
+
+
+def _true_effects(sim: Sim, ctx: DayContext, ui, m, h) -> np.ndarray:
+    """True expected incremental purchases of sends (ui, m, h) of the day, per user position."""
+    w = sim.world
+    u = ctx.users[ui]
+    t = ctx.send_at_s[ui, h]
+    d0 = ctx.as_of_us / 1e6
+    keep = sim.meas.sends["t"] / 1e6 >= d0 - 7 * 86400
+    prev = (sim.meas.sends["u"][keep], sim.meas.sends["t"][keep] / 1e6, sim.tau[keep])
+    out = simulate_day(w, ctx.day, {"u": u, "m": m, "c": w.msg_channel[m], "t": t},
+                       np.full(len(u), "x"), prev)
+    eff = out["effects"]
+    order = np.lexsort((m, u, t))  # simulate_day sorts its sends by (t, u, m)
+    te = np.zeros(len(ctx.users))
+    te[ui[order]] = eff["true_effect"].to_numpy()
+    return te
+
+
+def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, target_runs: int = 40,
+                send_prob: float = 0.5, draws: int = 400) -> dict:
+    from nudgeflow.harness.policies import build_options
+
+    actions, keys, alpha, beta = pol.posterior_arrays(ctx)
+    opts = build_options(ctx, actions)
+    n_u, n_m, n_h = ctx.eligible.shape
+    rng = np.random.default_rng([pol.seed, 777])
+    p_target = joint_probabilities(alpha, beta, opts, rng, draws)
+    has_option = ctx.eligible.any(axis=(1, 2))
+    # logs of the random policy
+    num = den = den2 = logged_value = 0.0
+    n_logged = 0
+    for k in range(log_runs):
+        g = np.random.default_rng([pol.seed, 999, k])
+        mask = g.random(n_u) < send_prob
+        ui, m, h = random_choice(ctx, g, mask)
+        te = _true_effects(sim, ctx, ui, m, h)
+        n_hh = ctx.eligible.any(axis=1).sum(axis=1)
+        action = np.full(n_u, n_h * n_m)
+        p_log = np.where(has_option, 1.0 - send_prob, 1.0)
+        action[ui] = h * n_m + m
+        p_log[ui] = send_prob / (n_hh[ui] * ctx.eligible[ui, :, h].sum(axis=1))
+        w = p_target[np.arange(n_u), action] / p_log
+        num += float((w * te)[has_option].sum())
+        den += float(w[has_option].sum())
+        den2 += float((w[has_option] ** 2).sum())
+        logged_value += float(te[has_option].sum())
+        n_logged += int(has_option.sum())
+    snips = num / den if den > 0 else float("nan")
+    # simulated value of the target policy: re-runs with other draw seeds
+    values = []
+    for k in range(target_runs):
+        th = thompson_sample(alpha, beta, draw_keys(pol.seed + 5000 + k, ctx.day.toordinal(), ctx.user_ids, keys))
+        send, hour, message = decide(th, opts)
+        ui = np.nonzero(send)[0]
+        te = _true_effects(sim, ctx, ui, message[ui], hour[ui])
+        values.append(float(te[has_option].mean()))
+    values = np.array(values)
+    return {"snips": snips, "target_mean": float(values.mean()), "target_sd": float(values.std(ddof=1)),
+            "interval": (float(values.mean() - 1.96 * values.std(ddof=1)),
+                         float(values.mean() + 1.96 * values.std(ddof=1))),
+            "logged_decisions": n_logged, "effective_n": den ** 2 / den2 if den2 > 0 else 0.0,
+            "logging_value": logged_value / max(n_logged, 1)}

@@ -1,0 +1,468 @@
+"""In-memory reward of the policy harness: mirrors the dbt measure models, in numpy.
+
+Running dbt once per simulated day and per policy is far too slow for a harness that plays
+hundreds of 28-day worlds, so :class:`Measurement` recomputes, in memory and for one as-of
+time at a time, exactly what these dbt models compute (same parameters, same order of
+operations):
+
+* ``int_events__goal_followed`` + ``marts.event_weights``: w_e = ln(P(e | goal) / P(e | no
+  goal)) with Laplace smoothing, over the events of [as_of - 28 d, as_of - 72 h), an event
+  being "followed" when the user's next goal event is within 72 h (a goal follows itself);
+* ``int_user_features``: 28-day activity features, their z-scores (population sd), and the
+  matching cell = UTC offset at as_of x goal-or-not x activity bucket of ~``cell_size`` users
+  (rank by n_events, active days, md5(user_id), user_id);
+* ``int_sends__to_score`` / ``int_sends__windows``: the sends matured by as_of (sent_ts +
+  48 h <= as_of) and not yet scored (outcomes are frozen once measured), each scored with
+  the event weights of its weights date (``event_weights_history``: the first midnight at or
+  after its maturity, capped at as_of);
+* ``int_user_features__dated`` + ``int_sends__controls``: the k = 10 nearest users of the
+  treated user's cell on the send's day (features at date_trunc('day', sent_ts); Euclidean
+  distance on the 4 z-scores; ties by md5(user_id), then user_id) without any send in
+  [t - 48 h, t + 48 h) (defaults control_pool 'cell', pre_match_candidates 0);
+* ``decayed_outcomes`` macro: y_pre / y_post = sum of w_e * 2^(-|t_e - t| / 24 h) over the
+  user's events in [t - 48 h, t) / [t, t + 48 h);
+* ``marts.send_outcomes``: delta_y = (y_post - y_pre) - mean over controls of (y_post - y_pre),
+  reward = 1 if delta_y > 0 else 0, scored when there is at least one control;
+* ``int_sends__actions`` / ``marts.send_actions`` / ``marts.action_outcomes``: the actions
+  of each send (channel, local send hour, frequency bucket of the gap since the user's
+  previous send, the message's labels) and per-(user, action) successes and trials, with
+  forgetting: each send weighted 2^(-age / evidence_half_life_days) (the weighted pair that
+  the pipeline reads).
+
+``controls=False`` is the harness's ablation "no neighbour controls": reward = 1 if
+y_post - y_pre > 0 (an interrupted time series without the control's change).
+
+Timestamps are integer microseconds since the Unix epoch (the warehouse's precision); users
+and messages are indices into the :class:`nudgeflow.world.World` arrays.
+``tests/test_harness.py`` checks this module against ``marts.send_outcomes`` of a real dbt
+build on a small home.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import polars as pl
+
+from nudgeflow.matching import frequency_labels, gap_bucket
+from nudgeflow.settings import Settings
+
+US = 1_000_000
+HOUR_US = 3600 * US
+DAY_US = 24 * HOUR_US
+FEATURE_DAYS = 28
+CELL_SIZE = 250  # dbt var cell_size
+
+
+def md5_hex(values) -> list[str]:
+    return [hashlib.md5(str(v).encode()).hexdigest() for v in values]
+
+
+@dataclass
+class Log:
+    """Append-only columnar log (numpy arrays grown by chunks)."""
+
+    cols: dict[str, list] = field(default_factory=dict)
+    _cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def append(self, **arrays) -> None:
+        for k, v in arrays.items():
+            self.cols.setdefault(k, []).append(np.asarray(v))
+        self._cache = {}
+
+    def __getitem__(self, k: str) -> np.ndarray:
+        if k not in self._cache:
+            parts = self.cols.get(k, [])
+            if len(parts) > 1:
+                self.cols[k] = [np.concatenate(parts)]
+            self._cache[k] = self.cols[k][0] if self.cols.get(k) else np.zeros(0)
+        return self._cache[k]
+
+    def __len__(self) -> int:
+        first = next(iter(self.cols), None)
+        return 0 if first is None else len(self[first])
+
+
+class Measurement:
+    """Event and send logs of one simulated world, and the dbt method applied to them.
+
+    ``events``: u, code (index into ``event_names``), t (us), value.  ``sends``: u, m, c
+    (channel index), t (us); filled with :meth:`add_events` / :meth:`add_sends`.
+    :meth:`score` measures the sends matured by ``as_of`` and returns their rewards.
+    """
+
+    def __init__(self, world, settings: Settings | None = None, *, controls: bool = True,
+                 event_names=None, goal_event: str = "purchase", cell_size: int = CELL_SIZE):
+        from nudgeflow.world import EVENT_NAMES
+
+        self.world = world
+        self.s = settings or Settings()
+        self.controls = controls
+        self.event_names = tuple(event_names or EVENT_NAMES)
+        self.goal_code = self.event_names.index(goal_event)
+        self.cell_size = cell_size
+        self.n = world.n
+        self.user_ids = world.user_ids.to_list()
+        hexes = md5_hex(self.user_ids)
+        # rank of (md5(user_id), user_id): the dbt tie-breaker, as one integer
+        order = sorted(range(self.n), key=lambda i: (hexes[i], self.user_ids[i]))
+        self.hash_rank = np.empty(self.n, dtype=np.int64)
+        self.hash_rank[order] = np.arange(self.n)
+        self.tz_names = [world.tz_names[i] for i in world.tz_idx]
+        self.events = Log()
+        self.sends = Log()  # u, m, c, t, send_no, scored(-1 not yet / 0 / 1), reward
+        self.reward = np.zeros(0)  # per send: nan until scored (or unscored), else 0/1
+        self.scored_at = np.zeros(0, dtype=np.int64)  # as_of (us) the send was measured, -1
+        self.delta_y = np.zeros(0)
+        self.n_controls = np.zeros(0, dtype=np.int64)
+        self.features: dict | None = None
+        self._ev_sorted = None
+        self._send_sorted = None
+        self._actions = None
+        self.weights: np.ndarray | None = None
+        # message labels (action sets label_<dim>) of the catalogue
+        cat = world.catalogue
+        self.label_sets = sorted(c for c in cat.columns if c.startswith("label_"))
+        self.msg_labels = {c: cat[c].to_list() for c in self.label_sets}
+        self.freq_labels = frequency_labels(self.s.frequency_bucket_hours)
+
+    # ------------------------------------------------------------------ logs
+    def add_events(self, u, code, t_us, value=None) -> None:
+        u = np.asarray(u, dtype=np.int64)
+        self.events.append(u=u, code=np.asarray(code, dtype=np.int8), t=np.asarray(t_us, dtype=np.int64),
+                           value=np.full(len(u), np.nan) if value is None else np.asarray(value, dtype=float))
+        self._ev_sorted = None
+
+    def add_sends(self, u, m, c, t_us) -> np.ndarray:
+        """Append sends; returns their row numbers in the send log."""
+        start = len(self.sends)
+        u = np.asarray(u, dtype=np.int64)
+        self.sends.append(u=u, m=np.asarray(m, dtype=np.int64), c=np.asarray(c, dtype=np.int64),
+                          t=np.asarray(t_us, dtype=np.int64))
+        k = len(u)
+        self.reward = np.concatenate([self.reward, np.full(k, np.nan)])
+        self.delta_y = np.concatenate([self.delta_y, np.full(k, np.nan)])
+        self.scored_at = np.concatenate([self.scored_at, np.full(k, -1, dtype=np.int64)])
+        self.n_controls = np.concatenate([self.n_controls, np.zeros(k, dtype=np.int64)])
+        self._send_sorted = None
+        self._actions = None
+        return np.arange(start, start + k)
+
+    # ------------------------------------------------------------------ sorted views
+    def _events_by_user(self):
+        if getattr(self, "_ev_sorted", None) is None:
+            u, t = self.events["u"], self.events["t"]
+            o = np.lexsort((t, u))
+            self._ev_sorted = (u[o], t[o], self.events["code"][o], o)
+        return self._ev_sorted
+
+    def _sends_by_user(self):
+        if getattr(self, "_send_sorted", None) is None:
+            u, t = self.sends["u"], self.sends["t"]
+            o = np.lexsort((np.arange(len(u)), t, u))
+            self._send_sorted = (u[o], t[o], o)
+        return self._send_sorted
+
+    # ------------------------------------------------------------------ event weights
+    def event_weights(self, as_of_us: int) -> np.ndarray:
+        """marts.event_weights: weight per event code (0 for names not in the horizon)."""
+        s = self.s
+        u, t, code, _ = self._events_by_user()
+        lo = as_of_us - int(round(s.weight_horizon_days * DAY_US))
+        obs_hi = as_of_us - int(round(s.weight_window_hours * HOUR_US))
+        horizon = (t >= lo) & (t < as_of_us)
+        goal = horizon & (code == self.goal_code)
+        gu, gt = u[goal], t[goal]
+        # goals sorted by (u, t) already (subset of a sorted array)
+        observed = horizon & (t < obs_hi)
+        ou, ot, oc = u[observed], t[observed], code[observed]
+        big = np.int64(1) << np.int64(42)  # > any microsecond span we use (relative times)
+        base = lo
+        gkey = gu * big + (gt - base)
+        okey = ou * big + (ot - base)
+        pos = np.searchsorted(gkey, okey, side="left")
+        has = pos < len(gkey)
+        pos_c = np.minimum(pos, max(len(gkey) - 1, 0))
+        followed = np.zeros(len(ou), dtype=bool)
+        if len(gkey):
+            same_user = gu[pos_c] == ou
+            followed = has & same_user & (gt[pos_c] <= ot + int(round(s.weight_window_hours * HOUR_US)))
+        n_codes = len(self.event_names)
+        n_f = np.bincount(oc[followed], minlength=n_codes).astype(float)
+        n_n = np.bincount(oc[~followed], minlength=n_codes).astype(float)
+        present = (n_f + n_n) > 0
+        v = float(present.sum())
+        w = np.zeros(n_codes)
+        if v:
+            p_g = (n_f + 1) / (n_f[present].sum() + v)
+            p_n = (n_n + 1) / (n_n[present].sum() + v)
+            w = np.where(present, np.log(p_g / p_n), 0.0)
+        return w
+
+    # ------------------------------------------------------------------ user features
+    def user_features(self, as_of_us: int) -> dict:
+        """int_user_features: z-scores (U, 4), cell label per user, utc offset minutes."""
+        u, t, code, _ = self._events_by_user()
+        lo = as_of_us - FEATURE_DAYS * DAY_US
+        sel = (t >= lo) & (t < as_of_us)
+        su, st, sc = u[sel], t[sel], code[sel]
+        n_ev = np.bincount(su, minlength=self.n)
+        n_goal = np.bincount(su[sc == self.goal_code], minlength=self.n)
+        day = st // DAY_US
+        pairs = np.unique(su * np.int64(1 << 20) + day)
+        active = np.bincount(pairs // (1 << 20), minlength=self.n)
+        last = np.full(self.n, -1, dtype=np.int64)
+        if len(su):
+            np.maximum.at(last, su, st)
+        since = np.where(last >= 0, np.minimum((as_of_us - last) / HOUR_US / 24.0, FEATURE_DAYS), FEATURE_DAYS)
+        feats = np.stack([np.log1p(n_ev), np.log1p(n_goal), active.astype(float), since.astype(float)], axis=1)
+        sd = feats.std(axis=0)
+        z = np.where(sd > 0, (feats - feats.mean(axis=0)) / np.where(sd > 0, sd, 1.0), 0.0)
+        # UTC offset (minutes) of each timezone at as_of
+        at = dt.datetime.fromtimestamp(as_of_us / US, tz=dt.timezone.utc)
+        off_by_tz = {}
+        for name in set(self.tz_names):
+            try:
+                zone = ZoneInfo(name)
+            except Exception:  # noqa: BLE001 - unknown zone: UTC, like DuckDB's coalesce
+                zone = dt.timezone.utc
+            off_by_tz[name] = int(round(at.astimezone(zone).utcoffset().total_seconds() / 60))
+        offset = np.array([off_by_tz[z_] for z_ in self.tz_names], dtype=np.int64)
+        has_goal = n_goal > 0
+        group = offset * 2 + has_goal
+        # rank inside (offset, has_goal) by n_events, active_days, md5, user_id
+        order = np.lexsort((self.hash_rank, active, n_ev, group))
+        g_sorted = group[order]
+        starts = np.r_[0, np.nonzero(np.diff(g_sorted))[0] + 1]
+        sizes = np.diff(np.r_[starts, len(order)])
+        rank = np.empty(self.n, dtype=np.int64)
+        size = np.empty(self.n, dtype=np.int64)
+        for s0, n0 in zip(starts, sizes):
+            idx = order[s0:s0 + n0]
+            rank[idx] = np.arange(1, n0 + 1)
+            size[idx] = n0
+        n_buckets = np.maximum(1, np.floor(size / self.cell_size + 0.5))  # DuckDB round: half away from 0
+        bucket = np.floor((rank - 1) * n_buckets / size).astype(np.int64)
+        cell_id = (group * 1000 + bucket)
+        labels = [f"utc{'-' if o < 0 else '+'}{abs(o) // 60:02d}:{abs(o) % 60:02d}/g{int(g)}/a{b:02d}"
+                  for o, g, b in zip(offset, has_goal, bucket)]
+        self.features = {"as_of": as_of_us, "z": z, "cell_id": cell_id, "cell": labels,
+                         "n_events": n_ev, "n_goal": n_goal, "active_days": active, "since": since}
+        return self.features
+
+    # ------------------------------------------------------------------ outcomes
+    def _decayed(self, pu: np.ndarray, pt: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """decayed_outcomes for (user, send time) pairs; ``w``: (pairs, codes) weights."""
+        s = self.s
+        eu, et, ec, _ = self._events_by_user()
+        win = int(round(s.window_hours * HOUR_US))
+        big = np.int64(1) << np.int64(42)
+        base = int(et.min()) - 2 * win if len(et) else 0
+        key = eu * big + (et - base)
+        a = np.searchsorted(key, pu * big + (pt - win - base), side="left")
+        b = np.searchsorted(key, pu * big + (pt + win - base), side="left")
+        cnt = b - a
+        pair = np.repeat(np.arange(len(pu)), cnt)
+        idx = np.repeat(a - np.cumsum(np.r_[0, cnt[:-1]]), cnt) + np.arange(cnt.sum())
+        dt_h = (et[idx] - pt[pair]) / HOUR_US
+        val = w[pair, ec[idx]] * np.power(2.0, -np.abs(dt_h) / s.half_life_hours)
+        pre = np.bincount(pair, weights=np.where(dt_h < 0, val, 0.0), minlength=len(pu))
+        post = np.bincount(pair, weights=np.where(dt_h >= 0, val, 0.0), minlength=len(pu))
+        return pre, post
+
+    def weights_at(self, d_us: int) -> np.ndarray:
+        """event_weights_history for weights date d (computed once, then frozen)."""
+        cache = self.__dict__.setdefault("_weights_cache", {})
+        if d_us not in cache:
+            cache[d_us] = self.event_weights(d_us)
+        return cache[d_us]
+
+    def features_at(self, d_us: int) -> dict:
+        """int_user_features__dated at feature date d (cached; the current ``features`` kept)."""
+        cache = self.__dict__.setdefault("_features_cache", {})
+        if d_us not in cache:
+            keep = self.features
+            cache[d_us] = self.user_features(d_us)
+            self.features = keep
+            if len(cache) > 8:
+                cache.pop(next(iter(cache)))
+        return cache[d_us]
+
+    def score(self, as_of_us: int) -> np.ndarray:
+        """Measure the sends matured by as_of and not yet measured; returns their row numbers.
+
+        Like the dbt models since the 'incremental = full recompute' change: a send's event
+        weights are those of its weights date (the first midnight at or after its maturity,
+        capped at as_of) and its controls are matched on the features of its send day
+        (behaviour before the send), so an outcome does not depend on the run that measured it.
+        """
+        s = self.s
+        win = int(round(s.window_hours * HOUR_US))
+        st = self.sends["t"]
+        todo = np.nonzero((self.scored_at < 0) & (st + win <= as_of_us) & (st < as_of_us))[0]
+        if len(todo) == 0:
+            return todo
+        tu, tt = self.sends["u"][todo], st[todo]
+        matured = tt + win
+        wdate = np.minimum(np.where(matured % DAY_US == 0, matured, (matured // DAY_US + 1) * DAY_US), as_of_us)
+        codes = len(self.event_names)
+        w_pair = np.zeros((len(todo), codes))
+        for d in np.unique(wdate):
+            w_pair[wdate == d] = self.weights_at(int(d))
+        self.weights = self.weights_at(as_of_us)
+        y_pre, y_post = self._decayed(tu, tt, w_pair)
+        d_t = y_post - y_pre
+        if self.controls:
+            cs, cu = [], []
+            sday = (tt // DAY_US) * DAY_US
+            for d in np.unique(sday):
+                rows = np.nonzero(sday == d)[0]
+                c_s, c_u = self._controls(todo[rows], self.features_at(int(d)), as_of_us)
+                cs.append(rows[c_s])
+                cu.append(c_u)
+            ctrl_send, ctrl_user = np.concatenate(cs), np.concatenate(cu)
+            c_pre, c_post = self._decayed(ctrl_user, tt[ctrl_send], w_pair[ctrl_send])
+            n_c = np.bincount(ctrl_send, minlength=len(todo))
+            c_d = np.bincount(ctrl_send, weights=c_post - c_pre, minlength=len(todo))
+            d_c = np.where(n_c > 0, c_d / np.maximum(n_c, 1), np.nan)
+            scored = n_c >= max(s.min_controls, 1)
+            delta = d_t - d_c
+        else:
+            n_c = np.zeros(len(todo), dtype=np.int64)
+            scored = np.ones(len(todo), dtype=bool)
+            delta = d_t
+        self.delta_y[todo] = delta
+        self.n_controls[todo] = n_c
+        self.reward[todo] = np.where(scored, (delta > 0).astype(float), np.nan)
+        self.scored_at[todo] = as_of_us
+        self._actions = None
+        return todo
+
+    def _controls(self, todo: np.ndarray, f: dict, as_of_us: int) -> tuple[np.ndarray, np.ndarray]:
+        """int_sends__controls: (position in todo, control user) pairs, k nearest per send."""
+        s = self.s
+        k = int(s.neighbours)
+        win = int(round(s.window_hours * HOUR_US))
+        su, stt, _ = self._sends_by_user()
+        vis = stt < as_of_us
+        su, stt = su[vis], stt[vis]
+        big = np.int64(1) << np.int64(42)
+        base = int(stt.min()) - 2 * win if len(stt) else 0
+        skey = su * big + (stt - base)
+        cell = f["cell_id"]
+        z = f["z"]
+        order = np.argsort(cell, kind="stable")
+        cs = cell[order]
+        starts = np.searchsorted(cs, cell, side="left")
+        ends = np.searchsorted(cs, cell, side="right")
+        tu = self.sends["u"][todo]
+        tt = self.sends["t"][todo]
+        out_s, out_u = [], []
+        # group sends by the treated user's cell: one distance matrix per cell
+        tc = cell[tu]
+        for c in np.unique(tc):
+            rows = np.nonzero(tc == c)[0]
+            members = order[starts[tu[rows[0]]]:ends[tu[rows[0]]]]
+            if len(members) == 0:
+                continue
+            d = np.sqrt(((z[tu[rows]][:, None, :] - z[members][None, :, :]) ** 2).sum(axis=2))  # (S, C)
+            cand_u = np.broadcast_to(members[None, :], d.shape)
+            lo_k = cand_u * big + (tt[rows][:, None] - win - base)
+            hi_k = cand_u * big + (tt[rows][:, None] + win - base)
+            busy = np.searchsorted(skey, hi_k, side="left") > np.searchsorted(skey, lo_k, side="left")
+            ok = ~busy & (cand_u != tu[rows][:, None])
+            dd = np.where(ok, d, np.inf)
+            hr = self.hash_rank[members]
+            for i, r in enumerate(rows):
+                cand = np.nonzero(ok[i])[0]
+                if len(cand) == 0:
+                    continue
+                sel = cand[np.lexsort((hr[cand], dd[i, cand]))[:k]]
+                out_s.append(np.full(len(sel), r))
+                out_u.append(members[sel])
+        if not out_s:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(out_s), np.concatenate(out_u)
+
+    # ------------------------------------------------------------------ actions
+    def send_actions(self) -> dict[str, np.ndarray]:
+        """int_sends__actions for every logged send: local send hour and frequency bucket index."""
+        if self._actions is not None:
+            return self._actions
+        w = self.world
+        u, t = self.sends["u"], self.sends["t"]
+        # local hour of sent_ts in the user's timezone
+        hours = np.zeros(len(u), dtype=np.int64)
+        days = t // DAY_US
+        for d in np.unique(days):
+            sel = days == d
+            day = dt.date(1970, 1, 1) + dt.timedelta(days=int(d))
+            from nudgeflow.world import tz_offsets_hours
+
+            offs = tz_offsets_hours(w.tz_names, day)
+            hi = ((t[sel] - d * DAY_US) // HOUR_US).astype(np.int64)
+            off = offs[w.tz_idx[u[sel]], hi]
+            hours[sel] = np.floor(np.mod((t[sel] / US) / 3600.0 + off, 24.0)).astype(np.int64)
+        su, stt, o = self._sends_by_user()
+        gap = np.full(len(u), np.nan)
+        same = np.r_[False, su[1:] == su[:-1]]
+        g = np.r_[np.nan, (stt[1:] - stt[:-1]) / HOUR_US]
+        gap[o] = np.where(same, g, np.nan)
+        self._actions = {"hour": hours, "gap": gap,
+                         "bucket": gap_bucket(gap, self.s.frequency_bucket_hours)}
+        return self._actions
+
+    def action_outcomes(self, as_of_us: int, *, half_life_days: float | None = None,
+                        window_days: float | None = None) -> pl.DataFrame:
+        """marts.action_outcomes from the scored sends matured by as_of: user_id, action_set,
+        action, successes, trials.  Harness-only forgetting (not in production): with
+        ``half_life_days`` each send counts 2^(-age / half_life) (age from its maturity to
+        as_of, in days); with ``window_days`` only sends matured in the last window count."""
+        win = int(round(self.s.window_hours * HOUR_US))
+        t = self.sends["t"]
+        ok = (self.scored_at >= 0) & (t + win <= as_of_us) & ~np.isnan(self.reward)
+        idx = np.nonzero(ok)[0]
+        age_d = (as_of_us - (t[idx] + win)) / DAY_US
+        wt = np.ones(len(idx))
+        if half_life_days:
+            wt = np.power(2.0, -age_d / half_life_days)
+        if window_days:
+            wt = np.where(age_d <= window_days, wt, 0.0)
+        keep = wt > 0
+        idx, wt = idx[keep], wt[keep]
+        a = self.send_actions()
+        u = self.sends["u"][idx]
+        m = self.sends["m"][idx]
+        r = self.reward[idx] * wt
+        from nudgeflow.world import CHANNELS
+
+        ch = np.array(CHANNELS, dtype=object)[self.sends["c"][idx]]
+        frames = [
+            ("channel", ch),
+            ("send_hour", a["hour"][idx].astype(str)),
+            ("frequency", np.array(self.freq_labels, dtype=object)[a["bucket"][idx]]),
+        ]
+        for ls in self.label_sets:
+            vals = np.array(self.msg_labels[ls], dtype=object)[m]
+            frames.append((ls, vals))
+        uid = np.array(self.user_ids, dtype=object)[u]
+        parts = []
+        for name, vals in frames:
+            df = pl.DataFrame({"user_id": uid.tolist(), "action_set": name,
+                               "action": [None if v is None else str(v) for v in vals],
+                               "r": r, "w": wt}, schema={"user_id": pl.String, "action_set": pl.String,
+                                                        "action": pl.String, "r": pl.Float64, "w": pl.Float64})
+            parts.append(df.filter(pl.col("action").is_not_null()))
+        if not parts:
+            return pl.DataFrame(schema={"user_id": pl.String, "action_set": pl.String, "action": pl.String,
+                                        "successes": pl.Float64, "trials": pl.Float64})
+        return (pl.concat(parts).group_by("user_id", "action_set", "action")
+                .agg(successes=pl.col("r").sum(), trials=pl.col("w").sum()))
+
+    def cells_frame(self) -> pl.DataFrame:
+        f = self.features
+        return pl.DataFrame({"user_id": self.user_ids, "cell": f["cell"]})
