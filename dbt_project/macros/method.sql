@@ -55,14 +55,14 @@
 {%- endmacro %}
 
 {#- Decayed outcomes of eq. (1) of the paper around each send time t, for the (send_id, user_id,
-    sent_ts, weights_as_of) rows of `pairs`, the (user_id, event_name, event_ts) rows of
-    `events` and the (weights_as_of, event_name, weight) rows of `weights`:
+    sent_ts, weights_as_of) rows of the relation or CTE `pairs`, over the events of
+    int_events__in_windows weighted by event_weights_history:
         y_pre  = sum over events in [t - window, t) of  w_e * 2^(-|t_e - t| / half_life)
         y_post = sum over events in [t, t + window) of  w_e * 2^(-|t_e - t| / half_life)
     with w_e the weight of the event's name at the pair's weights_as_of (0 without a row).
     An event exactly at t is post; one at t - window is pre; one at t + window is outside.
     A pair with no events has y_pre = y_post = 0. -#}
-{% macro decayed_outcomes(pairs, events, weights) -%}
+{% macro decayed_outcomes(pairs) -%}
     select
         pairs.send_id,
         pairs.user_id,
@@ -75,11 +75,11 @@
             * pow(2.0, -abs({{ hours_between('pairs.sent_ts', 'events.event_ts') }}) / {{ var('half_life_hours') }})
         ) filter (where events.event_ts >= pairs.sent_ts), 0.0) as y_post
     from {{ pairs }} as pairs
-    left join {{ events }} as events
+    left join {{ ref('int_events__in_windows') }} as events
         on events.user_id = pairs.user_id
         and events.event_ts >= pairs.sent_ts - {{ hours(var('window_hours')) }}
         and events.event_ts < pairs.sent_ts + {{ hours(var('window_hours')) }}
-    left join {{ weights }} as weights
+    left join {{ ref('event_weights_history') }} as weights
         on weights.weights_as_of = pairs.weights_as_of
         and weights.event_name = events.event_name
     group by pairs.send_id, pairs.user_id

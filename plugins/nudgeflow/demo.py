@@ -40,16 +40,29 @@ def airflow_env(home: Path) -> dict:
     }
 
 
-def _airflow(args: list[str], env: dict, log: Path) -> None:
-    airflow = Path(sys.executable).with_name("airflow")
+MARK = "nudgeflow-demo: "
+
+
+def _run_logged(cmd: list[str], env: dict, log: Path, on_mark: Callable[[str], None] | None = None) -> None:
+    """Run a command with its output appended to the log; lines starting with MARK also go to
+    `on_mark`. On failure, raise with the log's last lines."""
     with log.open("a") as out:
-        out.write(f"\n$ airflow {' '.join(args)}\n")
+        out.write(f"\n$ {' '.join(cmd)}\n")
         out.flush()
-        done = subprocess.run([str(airflow), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
+        child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in child.stdout:
+            out.write(line)
+            out.flush()
+            if on_mark and line.startswith(MARK):
+                on_mark(line[len(MARK):].rstrip())
+        code = child.wait()
+    if code != 0:
         tail = log.read_text().splitlines()[-25:]
-        raise NudgeflowError(f"airflow {' '.join(args)} failed (exit {done.returncode}); log {log}:\n"
-                             + "\n".join(tail))
+        raise NudgeflowError(f"{' '.join(cmd[:4])} failed (exit {code}); log {log}:\n" + "\n".join(tail))
+
+
+def _airflow(args: list[str], env: dict, log: Path) -> None:
+    _run_logged([str(Path(sys.executable).with_name("airflow")), *args], env, log)
 
 
 def setup_airflow(home: Path) -> dict:
@@ -62,27 +75,12 @@ def setup_airflow(home: Path) -> dict:
     return env
 
 
-MARK = "nudgeflow-demo: "
-
-
 def _airflow_loop(first: dt.date, loop_days: int, env: dict, log: Path, progress: Callable[[str], None],
                   started: float) -> None:
     """Run the loop's days in one Airflow process (`python -m nudgeflow.demo`): its output goes to
     the log, its progress lines (prefixed with MARK) to `progress`."""
-    cmd = [sys.executable, "-m", "nudgeflow.demo", first.isoformat(), str(loop_days)]
-    with log.open("a") as out:
-        out.write(f"\n$ {' '.join(cmd)}\n")
-        out.flush()
-        child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in child.stdout:
-            out.write(line)
-            out.flush()
-            if line.startswith(MARK):
-                progress(f"{line[len(MARK):].rstrip()} (total {time.perf_counter() - started:.0f}s)")
-        code = child.wait()
-    if code != 0:
-        tail = log.read_text().splitlines()[-25:]
-        raise NudgeflowError(f"the Airflow loop failed (exit {code}); log {log}:\n" + "\n".join(tail))
+    _run_logged([sys.executable, "-m", "nudgeflow.demo", first.isoformat(), str(loop_days)], env, log,
+                on_mark=lambda line: progress(f"{line} (total {time.perf_counter() - started:.0f}s)"))
 
 
 def airflow_days(first: dt.date, loop_days: int) -> None:
@@ -124,13 +122,14 @@ def run_demo(home: Path, *, users: int, history_days: int, loop_days: int, seed:
     log = home / ".airflow" / "demo.log"
     if env:
         _airflow_loop(first, loop_days, env, log, progress, started)
-    for i in range(0 if env else loop_days):
-        day = first + dt.timedelta(days=i)
-        t0 = time.perf_counter()
-        run_day(home, day)
-        deliver(home, day)
-        progress(f"day {i + 1}/{loop_days} {day}: scheduled and delivered in {time.perf_counter() - t0:.1f}s "
-                 f"(total {time.perf_counter() - started:.0f}s)")
+    else:
+        for i in range(loop_days):
+            day = first + dt.timedelta(days=i)
+            t0 = time.perf_counter()
+            run_day(home, day)
+            deliver(home, day)
+            progress(f"day {i + 1}/{loop_days} {day}: scheduled and delivered in "
+                     f"{time.perf_counter() - t0:.1f}s (total {time.perf_counter() - started:.0f}s)")
     end = first + dt.timedelta(days=loop_days)
     step_ingest(home, end)
     step_measure(home, end)

@@ -23,39 +23,13 @@ with controls as (
         on to_score.send_id = controls.send_id
 ),
 
-events as (
-    select
-        user_id,
-        event_name,
-        event_ts
-    from {{ ref('int_events__in_windows') }}
-),
-
-weights as (
-    select
-        weights_as_of,
-        event_name,
-        weight
-    from {{ ref('event_weights_history') }}
-),
-
 outcomes as (
-    {{ decayed_outcomes('controls', 'events', 'weights') }}
+    {{ decayed_outcomes('controls') }}
 ),
 {%- if pre_match > 0 %}
 
-treated as (
-    select
-        send_id,
-        user_id,
-        sent_ts,
-        weights_as_of
-    from {{ ref('int_sends__to_score') }}
-    where send_id in (select send_id from controls)
-),
-
 treated_outcomes as (
-    {{ decayed_outcomes('treated', 'events', 'weights') }}
+    select * from {{ ref('int_sends__outcomes_treated') }}
 ),
 
 scored as (

@@ -12,24 +12,8 @@ with to_score as (
     from {{ ref('int_sends__to_score') }}
 ),
 
-events as (
-    select
-        user_id,
-        event_name,
-        event_ts
-    from {{ ref('int_events__in_windows') }}
-),
-
-weights as (
-    select
-        weights_as_of,
-        event_name,
-        weight
-    from {{ ref('event_weights_history') }}
-),
-
 outcomes as (
-    {{ decayed_outcomes('to_score', 'events', 'weights') }}
+    {{ decayed_outcomes('to_score') }}
 )
 
 select * from outcomes
