@@ -3,24 +3,28 @@
 The raw rows below are small enough to follow by hand. The run is for as_of 2026-01-20
 with the contract's defaults (72 h follow window, 48 h outcome window, 24 h half-life).
 
-Event weights come from the horizon [2025-12-23, 2026-01-17): u1 views then purchases a day
-later (both followed), u2 and u3 view and never purchase (not followed; u3's view is landed
-twice without an event_id, which is one event). So view: 1 followed / 2 not, purchase: 1 / 0,
-N_followed = 2, N_not_followed = 2, V = 2:
-    w_view     = ln(((1 + 1) / 4) / ((2 + 1) / 4)) = ln(2/3)
-    w_purchase = ln(((1 + 1) / 4) / ((0 + 1) / 4)) = ln 2
+Event weights come from the horizon [2025-12-23, 2026-01-17), T = 600 h. u1 views on
+01-02 10:00 and purchases a day later (the view is followed; the purchase is not: the next
+goal is 15 days later), u2 and u3 view and never purchase in time (not followed; u3's view
+is landed twice without an event_id, which is one event). Followed hours F_u (72 h before
+each goal, clipped to the horizon): u1 72 (before 01-03 10:00) + 36 ([01-15 12:00, 01-17),
+before 01-18 12:00) = 108, u2 12 (before 01-19 12:00), u3 11 (before 01-19 13:00).
+Mantel-Haenszel within users:
+    view:     followed 1 * (600 - 108) / 600 = 0.82, not followed 1 * 12/600 + 1 * 11/600
+              w_view = ln((0.82 + 0.5) / (23/600 + 0.5))
+    purchase: the goal weighs max(1, the largest other weight) = max(1, w_view = 0.897) = 1
 
 Send s1 to u1 at t = 2026-01-17 12:00 (matured 2026-01-19 12:00):
     pre:  view at t - 12 h            -> ln(2/3) * 2^(-12/24)
     post: app_open at t (weight 0: not in the horizon) and a purchase at t + 24 h,
-          landed twice with the same event_id (one event) -> ln 2 * 2^(-24/24)
+          landed twice with the same event_id (one event) -> 1 * 2^(-24/24)
 Controls of s1 are matched on the features of the send's day, 2026-01-17 (the 28 days
 before it): u1's cell is UTC offset 0 x has a goal in 28 days. In it, u2 and u5 (unknown
 timezone 'Mars/Olympus' = UTC; both purchased on 2025-12-20, before every weight horizon)
 had no send in [t - 48 h, t + 48 h) and no event in the window (u2's purchase is exactly at
 t + 48 h, outside): both have y_pre = y_post = 0. u3 (sent at t - 36 h) and u6 (sent at
 t + 36 h, not yet matured) are excluded; u4 (Asia/Tokyo) is in another cell. So
-delta_y = y_post - y_pre - 0 > 0 and reward = 1. (At as_of, u3 and u6 have goals too, but
+delta_y = y_post - y_pre - 0 = 0.5 - 0.634 < 0 and reward = 0. (At as_of, u3 and u6 have goals too, but
 those purchases come after the send and do not move its matching.)
 """
 
@@ -37,6 +41,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT = REPO / "dbt_project"
 AS_OF = "2026-01-20 00:00:00"
+W_VIEW = math.log((0.82 + 0.5) / (23 / 600 + 0.5))  # see the module docstring
 
 RAW_TABLES = {
     "events": ["event_id", "user_id", "event_name", "event_ts", "value"],
@@ -240,13 +245,13 @@ def test_catalogue_is_the_last_snapshot(built):
 
 
 def test_event_weights_by_hand(built):
-    weights = {name: (n, nf, w) for name, n, nf, w in _query(
-        built["warehouse"], "select event_name, n_events, n_followed, weight from marts.event_weights")}
+    weights = {name: (n, nf, goal, w) for name, n, nf, goal, w in _query(
+        built["warehouse"], "select event_name, n_events, n_followed, is_goal, weight from marts.event_weights")}
     assert set(weights) == {"view", "purchase"}
-    assert weights["view"][:2] == (3, 1)
-    assert weights["purchase"][:2] == (1, 1)
-    assert weights["view"][2] == pytest.approx(math.log(2 / 3))
-    assert weights["purchase"][2] == pytest.approx(math.log(2))
+    assert weights["view"][:3] == (3, 1, False)
+    assert weights["purchase"][:3] == (1, 0, True)
+    assert weights["view"][3] == pytest.approx(W_VIEW)
+    assert weights["purchase"][3] == 1.0
 
 
 def test_send_outcome_by_hand(built):
@@ -254,13 +259,14 @@ def test_send_outcome_by_hand(built):
         select y_pre, y_post, n_controls, delta_y_control, delta_y, reward, is_scored,
                cast(matured_at as varchar)
         from marts.send_outcomes where send_id = 's1'""")[0]
-    y_pre = math.log(2 / 3) * 2 ** (-12 / 24)
-    y_post = math.log(2) * 2 ** (-24 / 24)
+    y_pre = W_VIEW * 2 ** (-12 / 24)
+    y_post = 1.0 * 2 ** (-24 / 24)
     assert row[0] == pytest.approx(y_pre)
     assert row[1] == pytest.approx(y_post)
     assert row[2:4] == (2, 0.0)
     assert row[4] == pytest.approx(y_post - y_pre)
-    assert row[5:] == (1, True, "2026-01-19 12:00:00")
+    assert y_post - y_pre < 0
+    assert row[5:] == (0, True, "2026-01-19 12:00:00")
     # s6 (sent 2026-01-19) is not matured at as_of; s3 is
     assert sorted(r[0] for r in _query(built["warehouse"], "select send_id from marts.send_outcomes")) == ["s1", "s3"]
 
@@ -284,7 +290,7 @@ def test_actions_of_a_send(built):
     assert actions_s3["label_tone"] == "urgent"
     outcomes = _query(built["warehouse"], "select successes, trials from marts.action_outcomes "
                                           "where user_id = 'u1' and action_set = 'channel'")
-    assert outcomes == [(1, 1)]
+    assert outcomes == [(0, 1)]
 
 
 def test_holdout_is_the_md5_rule(built):

@@ -148,4 +148,7 @@ def test_command_runs(tiny_world):
         lo, hi = r["rmse"][1], r["rmse"][2]
         assert lo <= r["rmse"][0] <= hi
     assert {r["event_name"] for r in res["event_weights"]} >= {"purchase", "app_open"}
+    # the recomputed (bootstrappable) weights are the warehouse's
+    assert max(abs(r["weight"] - r["production_weight"]) for r in res["event_weights"]) < 1e-9
+    assert [r["is_goal"] for r in res["event_weights"]].count(True) == 1
     assert "(e) ours" in done.stdout

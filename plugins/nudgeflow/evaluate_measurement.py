@@ -559,42 +559,59 @@ def event_weight_table(con, settings: Settings, as_of: dt.datetime, boot_reps: i
                        goal_event: str | None = None) -> list[dict]:
     """Event weights of the as-of horizon with 95 % user-bootstrap intervals.
 
-    Recomputed here with the formula of marts.event_weights_history (an event of
-    [as_of - weight_horizon_days, as_of - weight_window_hours) is followed when a goal event of
-    the same user comes within [t, t + weight_window_hours], a goal following itself;
-    Laplace smoothing alpha = 1), so that the users can be resampled and another goal event
-    tried on the same data. ``weight`` is the production's value when the goal is the
-    settings' one (``production_weight`` is kept for the check)."""
+    Recomputed here with the estimator of marts.event_weights_history, so that the users can
+    be resampled and another goal event tried on the same data: events of
+    [as_of - weight_horizon_days, as_of - weight_window_hours) (T long), followed when a goal
+    event of the same user comes in (t, t + weight_window_hours]; a user's followed time F_u
+    is the part of the horizon in which an event would be followed; the within-user
+    Mantel-Haenszel ratio (sum_u a_ue (T - F_u) / T + 0.5) / (sum_u b_ue F_u / T + 0.5); the
+    goal event weighs max(1, the largest other weight). ``llr`` is the estimate for every
+    event (the goal's included), ``weight`` what the outcomes use; ``production_weight`` is
+    the warehouse's value when the goal is the settings' one."""
     goal = goal_event or settings.goal_event
-    per_user = con.sql(
-        """
+    # literal bounds: DuckDB plans an ASOF join after a filter on a joined bounds row ~100x slower
+    lo = as_of - dt.timedelta(days=settings.weight_horizon_days)
+    hi = as_of - dt.timedelta(hours=settings.weight_window_hours)
+    win = f"to_microseconds({int(round(settings.weight_window_hours * 3600e6))})"
+    bounds = {"lo": lo, "hi": hi, "as_of": as_of, "goal": goal}
+    per_user = con.sql(f"""
         with events as (
             select user_id, event_name, event_ts
             from wh.staging.stg_raw__events
-            where event_ts >= $as_of::timestamp - to_microseconds(cast($days * 86400e6 as bigint))
+            where event_ts >= $lo::timestamp and event_ts < $as_of::timestamp
         ),
         goals as (select user_id, event_ts as goal_ts from events where event_name = $goal),
-        observed as (
-            select * from events
-            where event_ts < $as_of::timestamp - to_microseconds(cast($win * 3600e6 as bigint))
-        ),
+        observed as (select * from events where event_ts < $hi::timestamp),
         labelled as (
             select o.user_id, o.event_name,
-                   coalesce(g.goal_ts <= o.event_ts + to_microseconds(cast($win * 3600e6 as bigint)), false)
-                       as is_followed
+                   coalesce(g.goal_ts <= o.event_ts + {win}, false) as is_followed
             from observed as o
-            asof left join goals as g on g.user_id = o.user_id and g.goal_ts >= o.event_ts
+            asof left join goals as g on g.user_id = o.user_id and g.goal_ts > o.event_ts
         )
         select user_id, event_name,
                count(*) filter (where is_followed) as nf,
                count(*) filter (where not is_followed) as nn
         from labelled
         group by all
-        """, params={"as_of": as_of, "days": settings.weight_horizon_days, "goal": goal,
-                     "win": settings.weight_window_hours}).pl()
+        """, params=bounds).pl()
+    followed = con.sql(f"""
+        with goals as (
+            select user_id, event_ts as goal_ts,
+                   lag(event_ts) over (partition by user_id order by event_ts) as prev_ts
+            from wh.staging.stg_raw__events
+            where event_name = $goal and event_ts < $as_of::timestamp
+        )
+        select user_id,
+               sum(greatest(0, epoch_us(least(goal_ts, $hi::timestamp))
+                   - epoch_us(greatest(goal_ts - {win}, coalesce(prev_ts, goal_ts - {win}), $lo::timestamp))))
+                   as us_followed
+        from goals
+        group by user_id
+        """, params={k: bounds[k] for k in ("lo", "hi", "as_of", "goal")}).pl()
+    horizon_us = (settings.weight_horizon_days * 24 - settings.weight_window_hours) * 3600e6
     prod = dict(con.execute("select event_name, weight from wh.marts.event_weights").fetchall()) \
         if goal == settings.goal_event else {}
-    names = sorted(per_user["event_name"].unique().to_list())
+    names = sorted(set(per_user["event_name"].unique().to_list()) | {goal})
     uid = per_user["user_id"].unique().sort()
     ei = per_user.join(pl.DataFrame({"event_name": names, "_e": np.arange(len(names))}),
                        on="event_name", how="left", maintain_order="left")["_e"].to_numpy()
@@ -604,22 +621,32 @@ def event_weight_table(con, settings: Settings, as_of: dt.datetime, boot_reps: i
     nn = np.zeros((len(uid), len(names)))
     nf[ui, ei] = per_user["nf"].to_numpy()
     nn[ui, ei] = per_user["nn"].to_numpy()
+    f_us = pl.DataFrame({"user_id": uid}).join(followed, on="user_id", how="left",
+                                               maintain_order="left")["us_followed"].fill_null(0)
+    share = f_us.to_numpy().astype(np.float64) / horizon_us
+    mh_f = nf * (1 - share)[:, None]  # a_ue (T - F_u) / T
+    mh_n = nn * share[:, None]        # b_ue F_u / T
     bw = np.random.default_rng([seed, 777]).poisson(1.0, (boot_reps, len(uid))).astype(np.float64)
+    g = names.index(goal)
 
     def llr(f: np.ndarray, n: np.ndarray) -> np.ndarray:
-        v = len(names)
-        pg = (f + 1) / (f.sum(axis=-1, keepdims=True) + v)
-        pn = (n + 1) / (n.sum(axis=-1, keepdims=True) + v)
-        return np.log(pg / pn)
+        return np.log((f + 0.5) / (n + 0.5))
 
-    point = llr(nf.sum(axis=0), nn.sum(axis=0))
-    reps = llr(bw @ nf, bw @ nn)
+    def weights(llrs: np.ndarray) -> np.ndarray:
+        w = llrs.copy()
+        others = np.delete(llrs, g, axis=-1)
+        w[..., g] = np.maximum(1.0, others.max(axis=-1)) if others.shape[-1] else 1.0
+        return w
+
+    point_llr = llr(mh_f.sum(axis=0), mh_n.sum(axis=0))
+    point = weights(point_llr)
+    reps = weights(llr(bw @ mh_f, bw @ mh_n))
     lo, hi = np.percentile(reps, [2.5, 97.5], axis=0)
     rows = []
     for j, name in enumerate(names):
         n_e = nf[:, j].sum() + nn[:, j].sum()
         rows.append({"event_name": name, "n_events": int(n_e), "share_followed": float(nf[:, j].sum() / max(n_e, 1)),
-                     "weight": float(point[j]), "production_weight": prod.get(name),
+                     "llr": float(point_llr[j]), "weight": float(point[j]), "production_weight": prod.get(name),
                      "ci": [float(lo[j]), float(hi[j])], "is_goal": name == goal})
     return sorted(rows, key=lambda r: -r["weight"])
 
@@ -783,6 +810,16 @@ def sweep_table(rows: list[dict], name: str) -> list[str]:
     return lines
 
 
+def weight_rows(rows: list[dict]) -> list[str]:
+    """Markdown table of event_weight_table rows (the goal's llr is shown but not used)."""
+    lines = ["| event | n | share followed | within-user LLR | weight [95% CI] |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['event_name']}{' (goal)' if r['is_goal'] else ''} | {r['n_events']} | "
+                     f"{r['share_followed']:.3f} | {r['llr']:+.3f} | "
+                     f"{r['weight']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] |")
+    return lines
+
+
 def markdown_report(res: dict) -> str:
     m = res["main"]
     lines = [f"# Measurement evaluation: {res['scenario']} world, {res['users']} users",
@@ -815,17 +852,11 @@ def markdown_report(res: dict) -> str:
                     if r.get("production_weight") is not None), default=float("nan"))
         lines += ["", f"## Event weights as of {res['as_of']} (95% user-bootstrap CI; recomputed weights "
                       f"differ from marts.event_weights by at most {diff:.1e})", "",
-                  "| event | n | share followed | weight [95% CI] |", "|---|---|---|---|"]
-        for r in res["event_weights"]:
-            lines.append(f"| {r['event_name']}{' (goal)' if r['is_goal'] else ''} | {r['n_events']} | "
-                         f"{r['share_followed']:.3f} | {r['weight']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] |")
+                  ] + weight_rows(res["event_weights"])
     if res.get("event_weights_other_goal"):
         og = res["event_weights_other_goal"]
-        lines += ["", f"## Event weights of the same world with goal event {og['goal_event']}", "",
-                  "| event | n | share followed | weight [95% CI] |", "|---|---|---|---|"]
-        for r in og["rows"]:
-            lines.append(f"| {r['event_name']}{' (goal)' if r['is_goal'] else ''} | {r['n_events']} | "
-                         f"{r['share_followed']:.3f} | {r['weight']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] |")
+        lines += ["", f"## Event weights of the same world with goal event {og['goal_event']}", ""]
+        lines += weight_rows(og["rows"])
     for name, rows in res.get("sweeps", {}).items():
         lines += ["", f"## Sweep over {name}", ""]
         lines += sweep_table(rows, name)

@@ -1,7 +1,8 @@
 -- Step 1 of the method (event weights), the labelling: every event with
 -- event_ts < as_of - weight_window_hours
 -- (so that its follow window is fully observed), and whether a goal event of the same user
--- occurs in [event_ts, event_ts + weight_window_hours]. A goal event is followed by itself.
+-- occurs in (event_ts, event_ts + weight_window_hours]: strictly after the event, so that a
+-- goal event does not follow itself, nor an event at the goal's own timestamp.
 -- The label does not depend on as_of; event_weights_history picks each weights date's
 -- horizon out of it. The whole history is labelled (one ASOF join, about 0.5 s per million
 -- events): a lower bound computed from the batch in SQL made DuckDB plan the ASOF join
@@ -36,7 +37,7 @@ with_next_goal as (
     from observed
     asof left join goals
         on goals.user_id = observed.user_id
-        and goals.goal_ts >= observed.event_ts
+        and goals.goal_ts > observed.event_ts
 ),
 
 labelled as (

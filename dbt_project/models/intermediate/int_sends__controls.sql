@@ -1,5 +1,5 @@
 {{ config(materialized='table') }}
-{%- set pre_match = var('pre_match_candidates', 0) | int %}
+{%- set pre_match = var('pre_match_candidates') | int %}
 {%- set n_candidates = [var('neighbours') | int, pre_match] | max %}
 -- Step 3, the controls: for each send of the batch, the k = neighbours nearest users of the
 -- treated user's cell on the send's day (Euclidean distance on the standardised features of
@@ -11,7 +11,7 @@
 -- Options (evaluated by `nudgeflow evaluate measurement`, docs/measurement.md):
 --   control_pool 'group' (default 'cell'): candidates from the treated user's (UTC offset x
 --     goal-or-not) group, i.e. the cell without its activity bucket, not only the cell;
---   pre_match_candidates m > 0 (default 0, off): keep the max(k, m) nearest as candidates;
+--   pre_match_candidates m > 0 (default 1000; 0: off): keep the max(k, m) nearest as candidates;
 --     int_sends__outcomes_controls then keeps the k of them whose pre-window outcome Y_pre is
 --     nearest to the treated user's (matching on the pre-period outcome).
 with to_score as (

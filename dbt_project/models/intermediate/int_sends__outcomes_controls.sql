@@ -1,5 +1,5 @@
 {{ config(materialized='table') }}
-{%- set pre_match = var('pre_match_candidates', 0) | int %}
+{%- set pre_match = var('pre_match_candidates') | int %}
 -- Step 3, the controls' outcomes: Y_pre and Y_post of every control user of a send, at the
 -- same send time t and with the same formula and weights as the treated user's
 -- (decayed_outcomes, the weights of the send's weights_as_of).
@@ -60,7 +60,7 @@ kept as (
     qualify row_number() over (
         partition by send_id
         order by
-            pow(distance, 2) + {{ var('pre_match_weight', 4.0) }}
+            pow(distance, 2) + {{ var('pre_match_weight') }}
             * pow(coalesce((y_pre - treated_y_pre) / nullif(pre_sd, 0), 0.0), 2),
             control_rank
     ) <= {{ var('neighbours') }}

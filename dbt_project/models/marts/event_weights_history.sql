@@ -5,10 +5,24 @@
 ) }}
 -- Step 1: w_e = ln(P(e | Goal) / P(e | no Goal)) per event name and weights date d, over the
 -- events of d's rolling horizon, event_ts in [d - weight_horizon_days, d - weight_window_hours)
--- (int_events__goal_followed), with Laplace smoothing (alpha = 1):
---   P(e | Goal)    = (n_followed_e + 1)     / (N_followed + V)
---   P(e | no Goal) = (n_not_followed_e + 1) / (N_not_followed + V)
--- where V is the number of distinct event names in d's horizon.
+-- (int_events__goal_followed), T long.
+--
+-- P(e | Goal) is the probability of observing e in a moment that a goal event follows within
+-- weight_window_hours, P(e | no Goal) in a moment that none follows: e's rate per hour in the
+-- user's followed time (int_goals__followed_time, F_u hours of the horizon) and in the rest
+-- (T - F_u hours). Their ratio is estimated within users and pooled over users by
+-- Mantel-Haenszel, so that users who are simply more active (more goals and more of every
+-- event) do not make every event look predictive:
+--   ratio_e = sum_u a_ue (T - F_u) / T  /  sum_u b_ue F_u / T
+-- a_ue, b_ue = the user's events e that are / are not followed, with 0.5 added to the
+-- numerator and the denominator (an event name with no evidence weighs ln(1) = 0).
+-- llr = ln(ratio_e). An event unrelated to the goal happens at the same rate in both kinds of
+-- time and weighs about 0.
+--
+-- The goal event's own ratio is not identified (its goals are what make the followed time),
+-- so its weight is the largest proxy weight, at least 1 (var goal_weight overrides it): the
+-- goal counts at least as much as its best predictor. It always has a row.
+--
 -- The dates of a run: its as_of and the weights_as_of of every send it scores. Append-only:
 -- a date's weights are computed once, by the first run that needs them, and then frozen, so
 -- N daily runs and one full recompute over the same data give the same table.
@@ -25,69 +39,126 @@ new_dates as (
     {%- endif %}
 ),
 
-labelled as (
-    select * from {{ ref('int_events__goal_followed') }}
+horizons as (
+    select
+        weights_as_of,
+        weights_as_of - {{ hours(var('weight_horizon_days') ~ ' * 24') }} as horizon_start,
+        weights_as_of - {{ hours(var('weight_window_hours')) }} as horizon_end,
+        epoch_us(weights_as_of - {{ hours(var('weight_window_hours')) }})
+        - epoch_us(weights_as_of - {{ hours(var('weight_horizon_days') ~ ' * 24') }}) as horizon_us
+    from new_dates
 ),
 
-in_horizon as (
+per_user as (
     select
-        new_dates.weights_as_of,
+        horizons.weights_as_of,
+        labelled.user_id,
         labelled.event_name,
-        labelled.is_followed
-    from new_dates
-    inner join labelled
-        on labelled.event_ts >= new_dates.weights_as_of - {{ hours(var('weight_horizon_days') ~ ' * 24') }}
-        and labelled.event_ts < new_dates.weights_as_of - {{ hours(var('weight_window_hours')) }}
+        count(*) filter (where labelled.is_followed) as n_followed,
+        count(*) filter (where not labelled.is_followed) as n_not_followed
+    from horizons
+    inner join {{ ref('int_events__goal_followed') }} as labelled
+        on labelled.event_ts >= horizons.horizon_start
+        and labelled.event_ts < horizons.horizon_end
+    group by all
+),
+
+followed_time as (
+    select
+        horizons.weights_as_of,
+        goals.user_id,
+        sum(
+            epoch_us(least(goals.goal_ts, horizons.horizon_end))
+            - epoch_us(greatest(goals.followed_from, horizons.horizon_start))
+        ) as us_followed
+    from horizons
+    inner join {{ ref('int_goals__followed_time') }} as goals
+        on goals.goal_ts > horizons.horizon_start
+        and goals.followed_from < horizons.horizon_end
+    group by all
+),
+
+strata as (
+    select
+        per_user.*,
+        horizons.horizon_us,
+        coalesce(followed_time.us_followed, 0) as us_followed
+    from per_user
+    inner join horizons
+        on horizons.weights_as_of = per_user.weights_as_of
+    left join followed_time
+        on followed_time.weights_as_of = per_user.weights_as_of
+        and followed_time.user_id = per_user.user_id
 ),
 
 counts as (
     select
         weights_as_of,
         event_name,
-        count(*) as n_events,
-        count(*) filter (where is_followed) as n_followed,
-        count(*) filter (where not is_followed) as n_not_followed
-    from in_horizon
+        sum(n_followed + n_not_followed) as n_events,
+        sum(n_followed) as n_followed,
+        sum(n_not_followed) as n_not_followed,
+        -- integer sums (microseconds), divided once: exact, so the same in every run
+        sum(n_followed * (horizon_us - us_followed)) / any_value(horizon_us) as mh_followed,
+        sum(n_not_followed * us_followed) / any_value(horizon_us) as mh_not_followed
+    from strata
     group by weights_as_of, event_name
 ),
 
-totals as (
-    select
-        weights_as_of,
-        sum(n_followed) as total_followed,
-        sum(n_not_followed) as total_not_followed,
-        count(*) as vocabulary_size
-    from counts
-    group by weights_as_of
+names as (
+    select weights_as_of, event_name from counts
+    union
+    select weights_as_of, '{{ var("goal_event") }}' as event_name from new_dates
 ),
 
-probabilities as (
+ratios as (
     select
-        counts.weights_as_of,
-        counts.event_name,
-        counts.n_events,
-        counts.n_followed,
-        counts.n_not_followed,
-        cast(counts.n_followed + 1 as double)
-        / cast(totals.total_followed + totals.vocabulary_size as double) as p_given_goal,
-        cast(counts.n_not_followed + 1 as double)
-        / cast(totals.total_not_followed + totals.vocabulary_size as double) as p_given_no_goal
-    from counts
-    inner join totals
-        on totals.weights_as_of = counts.weights_as_of
+        names.weights_as_of,
+        names.event_name,
+        names.event_name = '{{ var("goal_event") }}' as is_goal,
+        coalesce(counts.n_events, 0) as n_events,
+        coalesce(counts.n_followed, 0) as n_followed,
+        coalesce(counts.n_not_followed, 0) as n_not_followed,
+        coalesce(counts.mh_followed, 0) as mh_followed,
+        coalesce(counts.mh_not_followed, 0) as mh_not_followed,
+        ln((coalesce(counts.mh_followed, 0) + 0.5) / (coalesce(counts.mh_not_followed, 0) + 0.5)) as llr
+    from names
+    left join counts
+        on counts.weights_as_of = names.weights_as_of
+        and counts.event_name = names.event_name
+),
+
+best_proxy as (
+    select
+        weights_as_of,
+        max(llr) as best_proxy_llr
+    from ratios
+    where not is_goal
+    group by weights_as_of
 ),
 
 weights as (
     select
-        cast(weights_as_of as timestamp) as weights_as_of,
-        event_name,
-        cast(n_events as bigint) as n_events,
-        cast(n_followed as bigint) as n_followed,
-        cast(n_not_followed as bigint) as n_not_followed,
-        p_given_goal,
-        p_given_no_goal,
-        ln(p_given_goal / p_given_no_goal) as weight
-    from probabilities
+        cast(ratios.weights_as_of as timestamp) as weights_as_of,
+        ratios.event_name,
+        ratios.is_goal,
+        cast(ratios.n_events as bigint) as n_events,
+        cast(ratios.n_followed as bigint) as n_followed,
+        cast(ratios.n_not_followed as bigint) as n_not_followed,
+        cast(ratios.mh_followed as double) as mh_followed,
+        cast(ratios.mh_not_followed as double) as mh_not_followed,
+        ratios.llr,
+        case
+            when not ratios.is_goal then ratios.llr
+            {%- if var('goal_weight', none) is not none %}
+            else cast({{ var('goal_weight') }} as double)
+            {%- else %}
+            else greatest(1.0, coalesce(best_proxy.best_proxy_llr, 1.0))
+            {%- endif %}
+        end as weight
+    from ratios
+    left join best_proxy
+        on best_proxy.weights_as_of = ratios.weights_as_of
 )
 
 select * from weights

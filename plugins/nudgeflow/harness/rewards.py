@@ -5,9 +5,19 @@ hundreds of 28-day worlds, so :class:`Measurement` recomputes, in memory and for
 time at a time, exactly what these dbt models compute (same parameters, same order of
 operations):
 
-* ``int_events__goal_followed`` + ``marts.event_weights``: w_e = ln(P(e | goal) / P(e | no
-  goal)) with Laplace smoothing, over the events of [as_of - 28 d, as_of - 72 h), an event
-  being "followed" when the user's next goal event is within 72 h (a goal follows itself);
+* ``int_events__goal_followed`` + ``int_goals__followed_time`` + ``event_weights_history``:
+  per weights date d, over the horizon [d - 28 d, d - 72 h) of length T (microseconds), an
+  event at t is "followed" when a goal event of its user comes in (t, t + 72 h], strictly
+  after t (a goal does not follow itself); a user's followed time is the union over its goals
+  g of [g - 72 h, g) (per goal the disjoint piece [max(g - 72 h, previous goal), g)), F_u
+  microseconds of it inside the horizon.  Per event name e, Mantel-Haenszel over users:
+  mh_followed_e = sum_u a_ue (T - F_u) / T and mh_not_followed_e = sum_u b_ue F_u / T (a_ue,
+  b_ue: the user's events e in the horizon that are / are not followed; the integer sums in
+  microseconds computed exactly and divided once by T, like the SQL), llr_e =
+  ln((mh_followed_e + 0.5) / (mh_not_followed_e + 0.5)).  w_e = llr_e for every name in the
+  horizon but the goal event, whose weight is ``goal_weight`` if given, else max(1, the
+  largest llr of the other names at d) (1 if none), whether or not a goal is in the horizon;
+  names absent from the horizon weigh 0;
 * ``int_user_features``: 28-day activity features, their z-scores (population sd), and the
   matching cell = UTC offset at as_of x goal-or-not x activity bucket of ~``cell_size`` users
   (rank by n_events, active days, md5(user_id), user_id);
@@ -15,22 +25,31 @@ operations):
   48 h <= as_of) and not yet scored (outcomes are frozen once measured), each scored with
   the event weights of its weights date (``event_weights_history``: the first midnight at or
   after its maturity, capped at as_of);
-* ``int_user_features__dated`` + ``int_sends__controls``: the k = 10 nearest users of the
-  treated user's cell on the send's day (features at date_trunc('day', sent_ts); Euclidean
-  distance on the 4 z-scores; ties by md5(user_id), then user_id) without any send in
-  [t - 48 h, t + 48 h) (defaults control_pool 'cell', pre_match_candidates 0);
+* ``int_user_features__dated`` + ``int_sends__controls``: the candidate controls of a send,
+  the max(k = 10, ``pre_match_candidates``) nearest users of the treated user's cell on the
+  send's day (features at date_trunc('day', sent_ts); Euclidean distance on the 4 z-scores;
+  ties by md5(user_id), then user_id; their order is control_rank) without any send in
+  [t - 48 h, t + 48 h) (control_pool 'cell');
 * ``decayed_outcomes`` macro: y_pre / y_post = sum of w_e * 2^(-|t_e - t| / 24 h) over the
-  user's events in [t - 48 h, t) / [t, t + 48 h);
+  user's events in [t - 48 h, t) / [t, t + 48 h), for the treated user and every candidate;
+* ``int_sends__outcomes_controls``: with ``pre_match_candidates`` > 0 (default 1000, the dbt
+  var) the k candidates per send with the smallest distance^2 + ``pre_match_weight`` (4.0) *
+  ((y_pre_c - y_pre_treated) / sd)^2, sd = population sd of y_pre over the candidates of all
+  the batch's sends with the same sent_ts (a 0 sd drops the term), ties by control_rank, are
+  the controls; with 0, the k nearest candidates are;
 * ``marts.send_outcomes``: delta_y = (y_post - y_pre) - mean over controls of (y_post - y_pre),
-  reward = 1 if delta_y > 0 else 0, scored when there is at least one control;
+  reward = 1 if delta_y > 0 else 0, scored when there is at least one control (min_controls);
 * ``int_sends__actions`` / ``marts.send_actions`` / ``marts.action_outcomes``: the actions
   of each send (channel, local send hour, frequency bucket of the gap since the user's
   previous send, the message's labels) and per-(user, action) successes and trials, with
   forgetting: each send weighted 2^(-age / evidence_half_life_days) (the weighted pair that
   the pipeline reads).
 
-``controls=False`` is the harness's ablation "no neighbour controls": reward = 1 if
-y_post - y_pre > 0 (an interrupted time series without the control's change).
+``pre_match_candidates``, ``pre_match_weight`` and ``goal_weight`` are the dbt vars of the
+same names (defaults those of ``dbt_project.yml``: 1000, 4.0, none); ``pre_match_candidates=0``
+matches on the features only.  ``controls=False`` is the harness's ablation "no neighbour
+controls": reward = 1 if y_post - y_pre > 0 (an interrupted time series without the
+control's change).
 
 Timestamps are integer microseconds since the Unix epoch (the warehouse's precision); users
 and messages are indices into the :class:`nudgeflow.world.World` arrays.
@@ -56,6 +75,8 @@ HOUR_US = 3600 * US
 DAY_US = 24 * HOUR_US
 FEATURE_DAYS = 28
 CELL_SIZE = 250  # dbt var cell_size
+PRE_MATCH_CANDIDATES = 1000  # dbt var pre_match_candidates (0: controls on features only)
+PRE_MATCH_WEIGHT = 4.0  # dbt var pre_match_weight
 
 
 def md5_hex(values) -> list[str]:
@@ -96,12 +117,17 @@ class Measurement:
     """
 
     def __init__(self, world, settings: Settings | None = None, *, controls: bool = True,
-                 event_names=None, goal_event: str = "purchase", cell_size: int = CELL_SIZE):
+                 event_names=None, goal_event: str = "purchase", cell_size: int = CELL_SIZE,
+                 pre_match_candidates: int = PRE_MATCH_CANDIDATES,
+                 pre_match_weight: float = PRE_MATCH_WEIGHT, goal_weight: float | None = None):
         from nudgeflow.world import EVENT_NAMES
 
         self.world = world
         self.s = settings or Settings()
         self.controls = controls
+        self.pre_match_candidates = int(pre_match_candidates)
+        self.pre_match_weight = float(pre_match_weight)
+        self.goal_weight = goal_weight
         self.event_names = tuple(event_names or EVENT_NAMES)
         self.goal_code = self.event_names.index(goal_event)
         self.cell_size = cell_size
@@ -169,38 +195,61 @@ class Measurement:
 
     # ------------------------------------------------------------------ event weights
     def event_weights(self, as_of_us: int) -> np.ndarray:
-        """marts.event_weights: weight per event code (0 for names not in the horizon)."""
+        """event_weights_history at weights date d = as_of_us: weight per event code (0 for
+        names not in the horizon; the goal event always weighted)."""
         s = self.s
         u, t, code, _ = self._events_by_user()
-        lo = as_of_us - int(round(s.weight_horizon_days * DAY_US))
-        obs_hi = as_of_us - int(round(s.weight_window_hours * HOUR_US))
-        horizon = (t >= lo) & (t < as_of_us)
-        goal = horizon & (code == self.goal_code)
-        gu, gt = u[goal], t[goal]
-        # goals sorted by (u, t) already (subset of a sorted array)
-        observed = horizon & (t < obs_hi)
+        win = int(round(s.weight_window_hours * HOUR_US))
+        lo = as_of_us - int(round(s.weight_horizon_days * DAY_US))  # horizon_start
+        hi = as_of_us - win  # horizon_end (events with a fully observed follow window)
+        horizon_us = hi - lo
+        n_codes = len(self.event_names)
+        # goals that can follow a horizon event or make its followed time: [lo - W, d)
+        goal = (code == self.goal_code) & (t >= lo - win) & (t < as_of_us)
+        gu, gt = u[goal], t[goal]  # sorted by (u, t): a subset of a sorted array
+        observed = (t >= lo) & (t < hi)
         ou, ot, oc = u[observed], t[observed], code[observed]
-        big = np.int64(1) << np.int64(42)  # > any microsecond span we use (relative times)
-        base = lo
+        # int_events__goal_followed: the user's next goal strictly after t within W
+        base = lo - win
+        big = np.int64(as_of_us - base + 1)  # > any relative time used here
         gkey = gu * big + (gt - base)
-        okey = ou * big + (ot - base)
-        pos = np.searchsorted(gkey, okey, side="left")
-        has = pos < len(gkey)
-        pos_c = np.minimum(pos, max(len(gkey) - 1, 0))
+        pos = np.searchsorted(gkey, ou * big + (ot - base), side="right")
         followed = np.zeros(len(ou), dtype=bool)
         if len(gkey):
-            same_user = gu[pos_c] == ou
-            followed = has & same_user & (gt[pos_c] <= ot + int(round(s.weight_window_hours * HOUR_US)))
-        n_codes = len(self.event_names)
-        n_f = np.bincount(oc[followed], minlength=n_codes).astype(float)
-        n_n = np.bincount(oc[~followed], minlength=n_codes).astype(float)
-        present = (n_f + n_n) > 0
-        v = float(present.sum())
-        w = np.zeros(n_codes)
-        if v:
-            p_g = (n_f + 1) / (n_f[present].sum() + v)
-            p_n = (n_n + 1) / (n_n[present].sum() + v)
-            w = np.where(present, np.log(p_g / p_n), 0.0)
+            pos_c = np.minimum(pos, len(gkey) - 1)
+            followed = (pos < len(gkey)) & (gu[pos_c] == ou) & (gt[pos_c] - ot <= win)
+        # int_goals__followed_time: per goal [max(g - W, previous goal), g), clipped to the
+        # horizon; F_u = the user's followed microseconds in the horizon
+        prev = np.full(len(gt), np.iinfo(np.int64).min)
+        same = gu[1:] == gu[:-1]
+        prev[1:][same] = gt[:-1][same]
+        start = np.maximum(np.maximum(gt - win, prev), lo)
+        piece = np.maximum(np.minimum(gt, hi) - start, 0)
+        f_us = np.zeros(self.n, dtype=np.int64)
+        if len(gu):
+            # integer sums below 2^53 (each F_u <= T): exact in float64
+            f_us = np.bincount(gu, weights=piece.astype(float), minlength=self.n).astype(np.int64)
+        # Mantel-Haenszel sums over users: sum_u a_ue (T - F_u) and sum_u b_ue F_u, as exact
+        # integers (split in 2^21 parts: no float rounding, no int64 overflow), divided once by T
+        fo = f_us[ou]
+        term = np.where(followed, horizon_us - fo, fo)
+        split = np.int64(1 << 21)
+
+        def exact_sums(mask):
+            hi_part = np.bincount(oc[mask], weights=(term[mask] // split).astype(float), minlength=n_codes)
+            lo_part = np.bincount(oc[mask], weights=(term[mask] % split).astype(float), minlength=n_codes)
+            return np.array([float(int(h) * int(split) + int(l_)) for h, l_ in zip(hi_part, lo_part)])
+
+        mh_f = exact_sums(followed) / horizon_us
+        mh_n = exact_sums(~followed) / horizon_us
+        present = np.bincount(oc, minlength=n_codes) > 0
+        llr = np.log((mh_f + 0.5) / (mh_n + 0.5))
+        proxy = present & (np.arange(n_codes) != self.goal_code)
+        w = np.where(proxy, llr, 0.0)
+        if self.goal_weight is not None:
+            w[self.goal_code] = float(self.goal_weight)
+        else:
+            w[self.goal_code] = max(1.0, float(llr[proxy].max())) if proxy.any() else 1.0
         return w
 
     # ------------------------------------------------------------------ user features
@@ -248,8 +297,11 @@ class Measurement:
         n_buckets = np.maximum(1, np.floor(size / self.cell_size + 0.5))  # DuckDB round: half away from 0
         bucket = np.floor((rank - 1) * n_buckets / size).astype(np.int64)
         cell_id = (group * 1000 + bucket)
-        labels = [f"utc{'-' if o < 0 else '+'}{abs(o) // 60:02d}:{abs(o) % 60:02d}/g{int(g)}/a{b:02d}"
-                  for o, g, b in zip(offset, has_goal, bucket)]
+        # one label per distinct cell (formatting every user's is slow)
+        cells, first, inv = np.unique(cell_id, return_index=True, return_inverse=True)
+        names = np.array([f"utc{'-' if o < 0 else '+'}{abs(o) // 60:02d}:{abs(o) % 60:02d}/g{int(g)}/a{b:02d}"
+                          for o, g, b in zip(offset[first], has_goal[first], bucket[first])], dtype=object)
+        labels = names[inv].tolist()
         self.features = {"as_of": as_of_us, "z": z, "cell_id": cell_id, "cell": labels,
                          "n_events": n_ev, "n_goal": n_goal, "active_days": active, "since": since}
         return self.features
@@ -317,15 +369,29 @@ class Measurement:
         y_pre, y_post = self._decayed(tu, tt, w_pair)
         d_t = y_post - y_pre
         if self.controls:
-            cs, cu = [], []
+            # int_sends__controls: the candidates of each send (blocks: one matrix per (send
+            # day, cell), a row per send, a column per control_rank, -1 past its candidates)
+            sends_c, users_c, dist_c, blocks = [], [], [], []
+            n_pairs = 0
             sday = (tt // DAY_US) * DAY_US
             for d in np.unique(sday):
                 rows = np.nonzero(sday == d)[0]
-                c_s, c_u = self._controls(todo[rows], self.features_at(int(d)), as_of_us)
-                cs.append(rows[c_s])
-                cu.append(c_u)
-            ctrl_send, ctrl_user = np.concatenate(cs), np.concatenate(cu)
-            c_pre, c_post = self._decayed(ctrl_user, tt[ctrl_send], w_pair[ctrl_send])
+                c_s, c_u, c_d, c_blocks = self._controls(todo[rows], self.features_at(int(d)), as_of_us)
+                sends_c.append(rows[c_s])
+                users_c.append(c_u)
+                dist_c.append(c_d)
+                blocks += [(rows[r], np.where(idx >= 0, idx + n_pairs, -1)) for r, idx in c_blocks]
+                n_pairs += len(c_s)
+            ctrl_send, ctrl_user, dist = (np.concatenate(x) for x in (sends_c, users_c, dist_c))
+            # decayed outcomes of each distinct (candidate, send time) once
+            _, t_grp = np.unique(tt, return_inverse=True)
+            pair_key = t_grp[ctrl_send] * np.int64(self.n) + ctrl_user
+            _, first, inv = np.unique(pair_key, return_index=True, return_inverse=True)
+            p_pre, p_post = self._decayed(ctrl_user[first], tt[ctrl_send[first]], w_pair[ctrl_send[first]])
+            c_pre, c_post = p_pre[inv], p_post[inv]
+            if self.pre_match_candidates > 0 and len(ctrl_send):
+                keep = self._pre_match(blocks, t_grp[ctrl_send], dist, c_pre, y_pre[ctrl_send])
+                ctrl_send, c_pre, c_post = ctrl_send[keep], c_pre[keep], c_post[keep]
             n_c = np.bincount(ctrl_send, minlength=len(todo))
             c_d = np.bincount(ctrl_send, weights=c_post - c_pre, minlength=len(todo))
             d_c = np.where(n_c > 0, c_d / np.maximum(n_c, 1), np.nan)
@@ -342,10 +408,33 @@ class Measurement:
         self._actions = None
         return todo
 
-    def _controls(self, todo: np.ndarray, f: dict, as_of_us: int) -> tuple[np.ndarray, np.ndarray]:
-        """int_sends__controls: (position in todo, control user) pairs, k nearest per send."""
+    def _pre_match(self, blocks: list, t_grp: np.ndarray, dist: np.ndarray, c_pre: np.ndarray,
+                   t_pre: np.ndarray) -> np.ndarray:
+        """int_sends__outcomes_controls with pre-matching: the candidate pairs kept, per send
+        the k = neighbours with the smallest distance^2 + pre_match_weight * ((y_pre_c -
+        y_pre_t) / sd)^2 (sd: population sd of y_pre over the candidates of all sends at the
+        same sent_ts, ``t_grp``; a null or 0 sd drops the term), ties by control_rank."""
+        k = int(self.s.neighbours)
+        cnt = np.bincount(t_grp)
+        mean = np.bincount(t_grp, weights=c_pre) / np.maximum(cnt, 1)
+        sd = np.sqrt(np.bincount(t_grp, weights=(c_pre - mean[t_grp]) ** 2) / np.maximum(cnt, 1))[t_grp]
+        z = np.where(sd > 0, (c_pre - t_pre) / np.where(sd > 0, sd, 1.0), 0.0)
+        cost = dist ** 2 + self.pre_match_weight * z ** 2
+        keep = []
+        for _, idx in blocks:
+            # a stable sort of each row: ties keep the column order, the control_rank
+            o = np.argsort(np.where(idx >= 0, cost[idx], np.inf), axis=1, kind="stable")[:, :k]
+            chosen = np.take_along_axis(idx, o, axis=1)
+            keep.append(chosen[chosen >= 0])
+        return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+
+    def _controls(self, todo: np.ndarray, f: dict, as_of_us: int):
+        """int_sends__controls: the max(neighbours, pre_match_candidates) nearest candidates of
+        each send (the k nearest without pre-matching), as pairs (position in todo, user,
+        distance) and blocks [(positions in todo, (S, L) pair numbers by control_rank, -1
+        where a send has fewer candidates)], one block per cell."""
         s = self.s
-        k = int(s.neighbours)
+        m = max(int(s.neighbours), self.pre_match_candidates)
         win = int(round(s.window_hours * HOUR_US))
         su, stt, _ = self._sends_by_user()
         vis = stt < as_of_us
@@ -361,7 +450,8 @@ class Measurement:
         ends = np.searchsorted(cs, cell, side="right")
         tu = self.sends["u"][todo]
         tt = self.sends["t"][todo]
-        out_s, out_u = [], []
+        out, blocks = [], []
+        n_pairs = 0
         # group sends by the treated user's cell: one distance matrix per cell
         tc = cell[tu]
         for c in np.unique(tc):
@@ -369,24 +459,33 @@ class Measurement:
             members = order[starts[tu[rows[0]]]:ends[tu[rows[0]]]]
             if len(members) == 0:
                 continue
-            d = np.sqrt(((z[tu[rows]][:, None, :] - z[members][None, :, :]) ** 2).sum(axis=2))  # (S, C)
+            sq = (z[tu[rows]][:, None, :] - z[members][None, :, :]) ** 2  # (S, C, 4)
+            # sqrt(pow(.., 2) + ...) summed left to right, like the SQL
+            d = np.sqrt(((sq[:, :, 0] + sq[:, :, 1]) + sq[:, :, 2]) + sq[:, :, 3])
             cand_u = np.broadcast_to(members[None, :], d.shape)
             lo_k = cand_u * big + (tt[rows][:, None] - win - base)
             hi_k = cand_u * big + (tt[rows][:, None] + win - base)
             busy = np.searchsorted(skey, hi_k, side="left") > np.searchsorted(skey, lo_k, side="left")
             ok = ~busy & (cand_u != tu[rows][:, None])
+            take = np.minimum(ok.sum(axis=1), m)
+            width = int(take.max())
+            if width == 0:
+                continue
             dd = np.where(ok, d, np.inf)
-            hr = self.hash_rank[members]
-            for i, r in enumerate(rows):
-                cand = np.nonzero(ok[i])[0]
-                if len(cand) == 0:
-                    continue
-                sel = cand[np.lexsort((hr[cand], dd[i, cand]))[:k]]
-                out_s.append(np.full(len(sel), r))
-                out_u.append(members[sel])
-        if not out_s:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        return np.concatenate(out_s), np.concatenate(out_u)
+            hr = np.broadcast_to(self.hash_rank[members][None, :], d.shape)
+            ranked = np.lexsort((hr, dd), axis=-1)[:, :width]  # per send: distance, md5, user_id
+            valid = np.arange(width)[None, :] < take[:, None]
+            i, j = np.nonzero(valid)
+            col = ranked[i, j]
+            idx = np.full((len(rows), width), -1, dtype=np.int64)
+            idx[i, j] = n_pairs + np.arange(len(i))
+            n_pairs += len(i)
+            out.append((rows[i], members[col], d[i, col]))
+            blocks.append((rows, idx))
+        if not out:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), []
+        s_, u_, d_ = (np.concatenate(x) for x in zip(*out))
+        return s_, u_, d_, blocks
 
     # ------------------------------------------------------------------ actions
     def send_actions(self) -> dict[str, np.ndarray]:
