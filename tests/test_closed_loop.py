@@ -95,3 +95,35 @@ def test_explain_replays_a_scheduled_decision(world):
         assert {"channel", "send_hour", "frequency"} <= sets
         assert all(a["prior_alpha"] > 0 and a["alpha"] >= a["prior_alpha"] for a in r["actions"])
         assert any(line.startswith("message ") for line in r["why"])
+
+
+def test_remeasure_rebuilds_a_warehouse_of_an_older_version(world, tmp_path):
+    """An incremental mart built by an older version (here: event_weights_history without the
+    within-user columns) stops the daily build with a hint; `nudgeflow remeasure` rebuilds it
+    and rescores the same sends."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nudgeflow.settings import NudgeflowError
+
+    home, first, _ = world
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy, ignore=shutil.ignore_patterns(".dbt", ".airflow"))
+    end = first + dt.timedelta(days=LOOP)
+    con = duckdb.connect(str(copy / "warehouse.duckdb"))
+    n_scored = con.sql("select count(*) from marts.send_outcomes").fetchall()[0][0]
+    con.execute("alter table marts.event_weights_history drop column llr")
+    con.close()
+    with pytest.raises(NudgeflowError, match="remeasure"):
+        step_measure(copy, end)
+    cli = Path(sys.executable).with_name("nudgeflow")
+    done = subprocess.run([str(cli), "remeasure", "--home", str(copy), "--date", end.isoformat()],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "remeasured as of" in done.stdout + done.stderr
+    con = duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True)
+    assert con.sql("select count(*) from marts.send_outcomes").fetchall()[0][0] == n_scored
+    assert "llr" in [c[0] for c in con.sql("describe marts.event_weights_history").fetchall()]
+    con.close()

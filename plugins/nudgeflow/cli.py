@@ -78,6 +78,24 @@ def run(
 
 
 @app.command()
+def remeasure(
+    home: Optional[Path] = HomeOption,
+    date: str = typer.Option(..., "--date", help="As-of date D (YYYY-MM-DD): measures what was matured at D 00:00 UTC."),
+) -> None:
+    """Rebuild the Measure step from scratch (dbt build --full-refresh): every send rescored,
+    every event-weights date recomputed. Needed once after an upgrade that changes them."""
+    from nudgeflow.measure import dbt_build
+    from nudgeflow.settings import as_of, load_settings
+
+    root = resolve_home(home)
+    day = parse_date(date)
+    settings = load_settings(root)
+    started = time.perf_counter()
+    nodes = dbt_build(root, settings, as_of(day), _progress, full_refresh=True)
+    _progress(f"remeasured as of {day}: {len(nodes)} dbt nodes in {time.perf_counter() - started:.1f}s")
+
+
+@app.command()
 def demo(
     home: Optional[Path] = HomeOption,
     users: int = typer.Option(20_000, help="Users of the simulated world."),

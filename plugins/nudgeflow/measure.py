@@ -54,6 +54,9 @@ def run_dbt(args: list[str], home: Path, as_of: dt.datetime,
     failed = [r for r in nodes if str(r.status).lower() in ("error", "fail", "runtime error")]
     if failed or not result.success:
         detail = "; ".join(f"{r.node.name}: {(r.message or r.status)}" for r in failed[:5])
+        if "out of sync" in detail:
+            detail += (" -- an incremental table was built by an older version: run "
+                       "`nudgeflow remeasure --date D` once to rebuild it")
         raise NudgeflowError(f"dbt {args[0]} failed ({len(failed)} node(s)): {detail}")
     if progress:
         progress(f"dbt {args[0]}: {len(nodes)} nodes ok in {time.perf_counter() - started:.1f}s")
@@ -72,7 +75,12 @@ def _release_warehouse() -> None:
 
 
 def dbt_build(home: Path, settings: Settings, as_of: dt.datetime,
-              progress: Callable[[str], None] | None = None, *, unit_tests: bool = False) -> list:
-    """Build and test every model for the as-of time (dbt unit tests only when asked: they are for CI)."""
+              progress: Callable[[str], None] | None = None, *, unit_tests: bool = False,
+              full_refresh: bool = False) -> list:
+    """Build and test every model for the as-of time (dbt unit tests only when asked: they are
+    for CI). ``full_refresh`` rebuilds the incremental marts from scratch: every send is
+    rescored and every weights date recomputed with the current code and data."""
     extra = [] if unit_tests else ["--exclude-resource-type", "unit_test"]
+    if full_refresh:
+        extra.append("--full-refresh")
     return run_dbt(dbt_args("build", home, settings, *extra), home, as_of, progress)
