@@ -152,3 +152,27 @@ def test_command_runs(tiny_world):
     assert max(abs(r["weight"] - r["production_weight"]) for r in res["event_weights"]) < 1e-9
     assert [r["is_goal"] for r in res["event_weights"]].count(True) == 1
     assert "(e) ours" in done.stdout
+    # `nudgeflow report` shows the comparison as one of its sections
+    from nudgeflow.report import evaluation_sections
+
+    (title, rows), = evaluation_sections(tiny_world)
+    assert "Measurement" in title and rows[0][0] == "estimator"
+    assert [r[0] for r in rows[1:]] == [em.ESTIMATOR_LABELS[e] for e in em.ESTIMATORS]
+    ours = main["estimators"]["ours"]["rmse"]
+    assert rows[-1][1] == f"{ours[0]:.3f} [{ours[1]:.3f}, {ours[2]:.3f}]"
+
+
+def test_report_section_of_the_policy_comparison(tmp_path):
+    from nudgeflow.report import evaluation_sections
+
+    out = tmp_path / "reports" / "policies"
+    out.mkdir(parents=True)
+    cols = {"world": ["default", "default"], "policy": ["rules", "ours"]}
+    for m in ("inc_purchases", "true_effect"):
+        cols |= {f"{m}_mean": [56.4, 45.8], f"{m}_lo": [43.5, 30.1], f"{m}_hi": [69.3, 61.5]}
+    cols["oracle_share_te_mean"] = [0.37, 0.33]
+    pl.DataFrame(cols).write_csv(out / "summary.csv")
+    (title, rows), = evaluation_sections(tmp_path)
+    assert "Policies" in title
+    assert rows[1] == ("default", "rules", "56.4 [43.5, 69.3]", "56.4 [43.5, 69.3]", "0.37")
+    assert rows[2][1] == "ours"
