@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from nudgeflow.settings import load_settings, warehouse_path
+from nudgeflow.settings import NudgeflowError, load_settings, warehouse_path
 
 Z95 = 1.959963984540054
 
@@ -90,26 +90,36 @@ def demo_figures(home: Path, days: int = 14) -> dict:
 
 
 def print_report(home: Path, days: int = 14) -> dict:
+    """Print the agentic-vs-holdout table of a simulated home (when it has a warehouse) and
+    the sections of its last evaluations; raise NudgeflowError when there is neither."""
     from rich.console import Console
     from rich.table import Table
 
-    f = demo_figures(home, days)
-    table = Table(title=f"Per user over the {f['days']} days before {f['window_end']} "
-                        f"(agentic n={f['users_agentic']}, holdout n={f['users_holdout']}), 95% CI")
-    for column in ("metric", "agentic", "holdout", "agentic - holdout", "relative"):
-        table.add_column(column, justify="right")
-    for metric in ("goal_events", "gmv"):
-        a, h, d = f[metric]["agentic"], f[metric]["holdout"], f[metric]["difference"]
-        table.add_row(metric, f"{a[0]:.4f} [{a[1]:.4f}, {a[2]:.4f}]", f"{h[0]:.4f} [{h[1]:.4f}, {h[2]:.4f}]",
-                      f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]",
-                      f"{d[0] / h[0]:+.1%}" if h[0] else "n/a")
     console = Console()
-    console.print(table)
-    if "sign_agreement" in f:
-        s = f["sign_agreement"]
-        console.print(f"Matured sends scored: {s['matured_sends']}; estimated effect has the sign of the true "
-                      f"one for {s['share']:.1%} of them (correlation {s['correlation']:.3f}).")
-    for title, rows in evaluation_sections(home):
+    sections = evaluation_sections(home)
+    f: dict = {}
+    if warehouse_path(home).exists():
+        f = demo_figures(home, days)
+        table = Table(title=f"Per user over the {f['days']} days before {f['window_end']} "
+                            f"(agentic n={f['users_agentic']}, holdout n={f['users_holdout']}), 95% CI")
+        for column in ("metric", "agentic", "holdout", "agentic - holdout", "relative"):
+            table.add_column(column, justify="right")
+        for metric in ("goal_events", "gmv"):
+            a, h, d = f[metric]["agentic"], f[metric]["holdout"], f[metric]["difference"]
+            table.add_row(metric, f"{a[0]:.4f} [{a[1]:.4f}, {a[2]:.4f}]", f"{h[0]:.4f} [{h[1]:.4f}, {h[2]:.4f}]",
+                          f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]",
+                          f"{d[0] / h[0]:+.1%}" if h[0] else "n/a")
+        console.print(table)
+        if "sign_agreement" in f:
+            s = f["sign_agreement"]
+            console.print(f"Matured sends scored: {s['matured_sends']}; estimated effect has the sign of the true "
+                          f"one for {s['share']:.1%} of them (correlation {s['correlation']:.3f}).")
+    elif not sections:
+        raise NudgeflowError(f"nothing to report in {home}: no warehouse.duckdb (run `nudgeflow run` or "
+                             "`nudgeflow demo`) and no evaluation (`nudgeflow evaluate ...`)")
+    else:
+        console.print(f"{home} has no warehouse yet: only its evaluations are shown.")
+    for title, rows in sections:
         section = Table(title=title)
         for column in rows[0]:
             section.add_column(column, justify="right")
