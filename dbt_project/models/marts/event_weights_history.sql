@@ -128,15 +128,6 @@ ratios as (
         and counts.event_name = names.event_name
 ),
 
-best_proxy as (
-    select
-        weights_as_of,
-        max(llr) as best_proxy_llr
-    from ratios
-    where not is_goal
-    group by weights_as_of
-),
-
 weights as (
     select
         cast(ratios.weights_as_of as timestamp) as weights_as_of,
@@ -153,12 +144,11 @@ weights as (
             {%- if var('goal_weight', none) is not none %}
             else cast({{ var('goal_weight') }} as double)
             {%- else %}
-            else greatest(1.0, coalesce(best_proxy.best_proxy_llr, 1.0))
+            else greatest(1.0, coalesce(max(case when not ratios.is_goal then ratios.llr end)
+                over (partition by ratios.weights_as_of), 1.0))
             {%- endif %}
         end as weight
     from ratios
-    left join best_proxy
-        on best_proxy.weights_as_of = ratios.weights_as_of
 )
 
 select * from weights

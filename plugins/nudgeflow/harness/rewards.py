@@ -15,8 +15,8 @@ operations):
   b_ue: the user's events e in the horizon that are / are not followed; the integer sums in
   microseconds computed exactly and divided once by T, like the SQL), llr_e =
   ln((mh_followed_e + 0.5) / (mh_not_followed_e + 0.5)).  w_e = llr_e for every name in the
-  horizon but the goal event, whose weight is ``goal_weight`` if given, else max(1, the
-  largest llr of the other names at d) (1 if none), whether or not a goal is in the horizon;
+  horizon but the goal event, whose weight is max(1, the largest llr of the other names at
+  d) (1 if none; the dbt var goal_weight is not mirrored), whether or not a goal is in the horizon;
   names absent from the horizon weigh 0;
 * ``int_user_features``: 28-day activity features, their z-scores (population sd), and the
   matching cell = UTC offset at as_of x goal-or-not x activity bucket of ~``cell_size`` users
@@ -45,8 +45,8 @@ operations):
   forgetting: each send weighted 2^(-age / evidence_half_life_days) (the weighted pair that
   the pipeline reads).
 
-``pre_match_candidates``, ``pre_match_weight`` and ``goal_weight`` are the dbt vars of the
-same names (defaults those of ``dbt_project.yml``: 1000, 4.0, none); ``pre_match_candidates=0``
+``pre_match_candidates`` and ``pre_match_weight`` are the dbt vars of the same names
+(defaults those of ``dbt_project.yml``: 1000, 4.0); ``pre_match_candidates=0``
 matches on the features only.  ``controls=False`` is the harness's ablation "no neighbour
 controls": reward = 1 if y_post - y_pre > 0 (an interrupted time series without the
 control's change).
@@ -119,7 +119,7 @@ class Measurement:
     def __init__(self, world, settings: Settings | None = None, *, controls: bool = True,
                  event_names=None, goal_event: str = "purchase", cell_size: int = CELL_SIZE,
                  pre_match_candidates: int = PRE_MATCH_CANDIDATES,
-                 pre_match_weight: float = PRE_MATCH_WEIGHT, goal_weight: float | None = None):
+                 pre_match_weight: float = PRE_MATCH_WEIGHT):
         from nudgeflow.world import EVENT_NAMES
 
         self.world = world
@@ -127,7 +127,6 @@ class Measurement:
         self.controls = controls
         self.pre_match_candidates = int(pre_match_candidates)
         self.pre_match_weight = float(pre_match_weight)
-        self.goal_weight = goal_weight
         self.event_names = tuple(event_names or EVENT_NAMES)
         self.goal_code = self.event_names.index(goal_event)
         self.cell_size = cell_size
@@ -246,10 +245,7 @@ class Measurement:
         llr = np.log((mh_f + 0.5) / (mh_n + 0.5))
         proxy = present & (np.arange(n_codes) != self.goal_code)
         w = np.where(proxy, llr, 0.0)
-        if self.goal_weight is not None:
-            w[self.goal_code] = float(self.goal_weight)
-        else:
-            w[self.goal_code] = max(1.0, float(llr[proxy].max())) if proxy.any() else 1.0
+        w[self.goal_code] = max(1.0, float(llr[proxy].max())) if proxy.any() else 1.0
         return w
 
     # ------------------------------------------------------------------ user features
