@@ -72,6 +72,31 @@ def test_cold_start_user_gets_the_prior_of_their_cell():
     assert POPULATION in prior["cell"].to_list()
 
 
+def test_cells_that_differ_only_by_noise_share_the_population_mean():
+    # 8 cells of 60 users with the same true rate 0.35: their raw means differ by sampling noise
+    rng = np.random.default_rng(11)
+    rows = [{"user_id": f"c{c}u{i}", "cell": f"c{c}", "action_set": "send_hour", "action": "9",
+             "successes": int(rng.binomial(4, 0.35)), "trials": 4} for c in range(8) for i in range(60)]
+    out = pl.DataFrame(rows)
+    raw = out.group_by("cell").agg((pl.col("successes").sum() / pl.col("trials").sum()).alias("m"))["m"]
+    assert raw.max() - raw.min() > 0.05
+    prior = empirical_bayes_prior(out.drop("cell"), out.select("user_id", "cell"), max_strength=10, min_users=20)
+    cell = prior.filter(pl.col("source") == "cell")
+    assert cell.height == 8
+    means = cell["alpha"] / (cell["alpha"] + cell["beta"])
+    pop = prior.filter(pl.col("cell") == POPULATION)
+    pop_mean = pop["alpha"][0] / (pop["alpha"][0] + pop["beta"][0])
+    assert (means - pop_mean).abs().max() < 0.01
+
+
+def test_cells_that_really_differ_keep_their_means():
+    out = _outcomes()  # cells a and b at 0.8 and 0.2
+    prior = empirical_bayes_prior(out.drop("cell"), out.select("user_id", "cell"), max_strength=10, min_users=20)
+    raw = dict(out.group_by("cell").agg((pl.col("successes").sum() / pl.col("trials").sum()).alias("m")).iter_rows())
+    for r in prior.filter(pl.col("source") == "cell").iter_rows(named=True):
+        assert r["alpha"] / (r["alpha"] + r["beta"]) == pytest.approx(raw[r["cell"]], abs=0.01)
+
+
 def test_a_user_with_much_evidence_is_dominated_by_it():
     out = _outcomes()
     own = pl.DataFrame({"user_id": ["veteran"], "action_set": ["channel"], "action": ["push"],

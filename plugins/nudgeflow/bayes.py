@@ -22,6 +22,9 @@ import numpy as np
 import polars as pl
 
 POPULATION = "__population__"
+# cap on the strength of the cells' Beta around the population mean: at the cap, a cell needs
+# about a million trials before its own mean moves its prior
+CELL_MAX_STRENGTH = 1e6
 
 
 def fit_beta_binomial(outcomes: pl.DataFrame, by: list[str], max_strength: float) -> pl.DataFrame:
@@ -80,11 +83,33 @@ def empirical_bayes_prior(
     outcomes: user_id, action_set, action, successes, trials. cells: user_id, cell.
     A (cell, action) fitted on fewer than `min_users` users with evidence takes the population
     prior of the action; an action nobody has tried takes Beta(1, 1) (filled by `posterior`).
+
+    A cell's mean is itself shrunk towards the population mean, by as much as the cells
+    differ (a second, cell-level beta-binomial): with the cell's pooled S_c successes in T_c
+    trials and K the strength of the cells' own Beta (method of moments over the cells,
+    capped at CELL_MAX_STRENGTH), the cell's prior mean is (S_c + K mu) / (T_c + K). Cells
+    whose differences are within sampling noise (K large) all get the population mean, so
+    noise in a thin cell does not become a prior; cells that really differ keep their means.
+    The strength alpha + beta of a cell's prior is its users' own (capped at max_strength).
     """
     with_cell = outcomes.join(cells.select("user_id", "cell"), on="user_id", how="inner")
     by_cell = fit_beta_binomial(with_cell, ["cell", "action_set", "action"], max_strength)
     population = fit_beta_binomial(with_cell, ["action_set", "action"], max_strength)
-    keep = by_cell.filter(pl.col("n_users") >= min_users).with_columns(source=pl.lit("cell"))
+    cell_totals = (with_cell.filter(pl.col("trials") > 0)
+                   .group_by("cell", "action_set", "action")
+                   .agg(pl.col("successes").sum(), pl.col("trials").sum()))
+    between = fit_beta_binomial(cell_totals, ["action_set", "action"], CELL_MAX_STRENGTH)
+    keep = (
+        by_cell.filter(pl.col("n_users") >= min_users)
+        .join(cell_totals.rename({"successes": "cell_successes", "trials": "cell_trials"}),
+              on=["cell", "action_set", "action"])
+        .join(between.select("action_set", "action", pl.col("mean").alias("mu"),
+                             pl.col("strength").alias("k")), on=["action_set", "action"])
+        .with_columns(mean=(pl.col("cell_successes") + pl.col("k") * pl.col("mu"))
+                      / (pl.col("cell_trials") + pl.col("k")))
+        .with_columns(alpha=pl.col("mean") * pl.col("strength"), beta=(1 - pl.col("mean")) * pl.col("strength"),
+                      source=pl.lit("cell"))
+    )
     return pl.concat(
         [keep, population.with_columns(cell=pl.lit(POPULATION), source=pl.lit("population"))],
         how="diagonal_relaxed",

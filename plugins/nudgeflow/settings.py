@@ -36,7 +36,7 @@ class Settings:
     weight_horizon_days: int = 28
     min_controls: int = 1
     evidence_half_life_days: float = 28.0
-    prior_max_strength: float = 10.0
+    prior_max_strength: float = 100.0
     prior_min_users: int = 20
     propensity_draws: int = 100
     policy: str = "agentic"

@@ -99,6 +99,7 @@ def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, 
     # logs of the random policy
     num = den = den2 = logged_value = 0.0
     n_logged = 0
+    pairs = []
     for k in range(log_runs):
         g = np.random.default_rng([pol.seed, 999, k])
         mask = g.random(n_u) < send_prob
@@ -110,12 +111,17 @@ def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, 
         action[ui] = h * n_m + m
         p_log[ui] = send_prob / (n_hh[ui] * ctx.eligible[ui, :, h].sum(axis=1))
         w = p_target[np.arange(n_u), action] / p_log
+        pairs.append((w[has_option], te[has_option]))
         num += float((w * te)[has_option].sum())
         den += float(w[has_option].sum())
         den2 += float((w[has_option] ** 2).sum())
         logged_value += float(te[has_option].sum())
         n_logged += int(has_option.sum())
     snips = num / den if den > 0 else float("nan")
+    # its standard error by the delta method: var = sum w_i^2 (te_i - snips)^2 / (sum w_i)^2
+    w_all = np.concatenate([p[0] for p in pairs])
+    te_all = np.concatenate([p[1] for p in pairs])
+    se = float(np.sqrt((w_all ** 2 * (te_all - snips) ** 2).sum()) / den) if den > 0 else float("nan")
     # simulated value of the target policy: re-runs with other draw seeds
     values = []
     for k in range(target_runs):
@@ -125,7 +131,8 @@ def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, 
         te = _true_effects(sim, ctx, ui, message[ui], hour[ui])
         values.append(float(te[has_option].mean()))
     values = np.array(values)
-    return {"snips": snips, "target_mean": float(values.mean()), "target_sd": float(values.std(ddof=1)),
+    return {"snips": snips, "snips_se": se, "snips_interval": (snips - 1.96 * se, snips + 1.96 * se),
+            "target_mean": float(values.mean()), "target_sd": float(values.std(ddof=1)),
             "interval": (float(values.mean() - 1.96 * values.std(ddof=1)),
                          float(values.mean() + 1.96 * values.std(ddof=1))),
             "logged_decisions": n_logged, "effective_n": den ** 2 / den2 if den2 > 0 else 0.0,

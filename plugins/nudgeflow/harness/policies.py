@@ -25,6 +25,9 @@ and returns the day's sends as (user position, message, hour position, propensit
   perfect measure step; separates what the policy can do from what the reward lets it learn).
 * ``oracle``: the truly best eligible (message, hour) of the day per user, sent when its true
   effect (with the fatigue of the gap since the last send) is positive.
+* ``oracle_population`` (a reference): the same with the population's mean true effect per
+  (message, hour, gap bucket) instead of the user's own: the best any policy can do that
+  treats all users alike.
 
 The peers learn from the same binarised, neighbour-controlled reward as ``ours``.
 """
@@ -112,6 +115,38 @@ class Oracle(Policy):
         best = flat.argmax(axis=1)
         val = flat[np.arange(n_u), best]
         ui = np.nonzero(val > 0)[0]
+        return ui, best[ui] // n_h, best[ui] % n_h, None
+
+
+class PopulationOracle(Policy):
+    """Reference, not a peer: the best policy that treats all users alike, by the truth.
+
+    For every (message, hour) and frequency bucket of the gap since a user's last send, the
+    mean true effect over the users eligible for it today; each user gets the eligible
+    (message, hour) whose mean for the user's bucket is highest, sent when that mean is
+    positive. It knows the population's true average responses exactly, but nothing about
+    the individual user: the ceiling of non-personalised policies such as ``rules``.
+    """
+
+    name = "oracle_population"
+    needs_rewards = False
+
+    def decide(self, ctx):
+        from nudgeflow.harness.loop import oracle_values
+
+        te = oracle_values(ctx)                                   # (U, M, H), -inf if not eligible
+        ok = np.isfinite(te)
+        bucket = ctx.gap_bucket                                   # (U, H)
+        score = np.full(te.shape, -np.inf)
+        for b in np.unique(bucket):
+            users_b = (bucket == b)[:, None, :] & ok              # (U, M, H)
+            n = users_b.sum(axis=0)
+            mean = np.where(n > 0, np.where(users_b, te, 0.0).sum(axis=0) / np.maximum(n, 1), -np.inf)
+            score = np.where(users_b, mean[None, :, :], score)
+        n_u, _, n_h = te.shape
+        flat = score.reshape(n_u, -1)
+        best = flat.argmax(axis=1)
+        ui = np.nonzero(flat[np.arange(n_u), best] > 0)[0]
         return ui, best[ui] // n_h, best[ui] % n_h, None
 
 
@@ -474,6 +509,7 @@ def make_policy(name: str) -> Policy:
     """Policy by harness name."""
     factories = {
         "none": NoMessages, "random": RandomPolicy, "rules": Rules, "oracle": Oracle,
+        "oracle_population": PopulationOracle,
         "mab_ts": MabTS, "mab_knn": MabKNN, "vw": VW,
         "ours": lambda: Agentic("ours"),
         "ours_no_eb_prior": lambda: Agentic("ours_no_eb_prior", eb_prior=False),
@@ -493,16 +529,17 @@ def make_policy(name: str) -> Policy:
 
 PEERS = ("random", "rules", "mab_ts", "mab_knn", "vw")
 ABLATIONS = ("ours_no_eb_prior", "ours_flat", "ours_no_timing", "ours_no_controls")
-ALL_POLICIES = ("none", *PEERS, "ours", *ABLATIONS, "ours_forget", "ours_no_forget", "ours_true_reward", "oracle")
+ALL_POLICIES = ("none", *PEERS, "ours", *ABLATIONS, "ours_forget", "ours_no_forget", "ours_true_reward",
+                "oracle_population", "oracle")
 
 
 # what each stress world is for: the default world gets every policy, the others the peers,
 # ours, the oracle and the variant the scenario is about
 WORLD_POLICIES = {
     "default": ALL_POLICIES,
-    "drift": ("none", *PEERS, "ours", "ours_forget", "ours_no_forget", "oracle"),
-    "fatigue": ("none", *PEERS, "ours", "ours_no_timing", "oracle"),
-    "many_labels": ("none", *PEERS, "ours", "ours_flat", "oracle"),
+    "drift": ("none", *PEERS, "ours", "ours_forget", "ours_no_forget", "oracle_population", "oracle"),
+    "fatigue": ("none", *PEERS, "ours", "ours_no_timing", "oracle_population", "oracle"),
+    "many_labels": ("none", *PEERS, "ours", "ours_flat", "oracle_population", "oracle"),
 }
 
 

@@ -306,6 +306,11 @@ def markdown(runs, summary, fq, elapsed, cfg) -> str:
             lines.append(f"- share of the oracle's increment reached by ours: "
                          f"{fmt((ours['oracle_share_mean'], ours['oracle_share_lo'], ours['oracle_share_hi']), 2)} "
                          f"(true effects: {fmt((ours['oracle_share_te_mean'], ours['oracle_share_te_lo'], ours['oracle_share_te_hi']), 2)})")
+        if "oracle_population" in s["policy"]:
+            pr = s.filter(pl.col("policy") == "oracle_population").row(0, named=True)
+            lines.append(f"- the best policy that treats all users alike (oracle_population, by the truth) reaches "
+                         f"{fmt((pr['oracle_share_te_mean'], pr['oracle_share_te_lo'], pr['oracle_share_te_hi']), 2)} "
+                         "of the oracle (true effects): the rest needs each user's own preferences")
     lines.append("\n## Sends per user by tercile of the user's true fatigue\n")
     lines.append("| world | policy | low | mid | high | Spearman(sends, fatigue) |")
     lines.append("|---|---|---|---|---|---|")
