@@ -89,7 +89,7 @@ def test_explain_replays_a_scheduled_decision(world):
         assert r["replay_matches_run"] and r["decision"]["message_id"] == message_id
         winner = [m for m in r["messages"] if m["eligible_at_chosen_hour"]][0]
         assert winner["message_id"] == message_id
-        # the score is the sum of (theta - 0.5) over the message's actions, as listed
+        # the score is the sum of (theta - the set's average) over the message's actions, as listed
         assert winner["score"] == pytest.approx(sum(c["adds"] for c in winner["contributions"].values()))
         sets = {a["action_set"] for a in r["actions"]}
         assert {"channel", "send_hour", "frequency"} <= sets

@@ -5,7 +5,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from nudgeflow.matching import Options, decide, frequency_labels, gap_bucket, local_send_times, propensity
+from nudgeflow.matching import (
+    Options, decide, frequency_labels, gap_bucket, local_send_times, message_scores, propensity, set_averages,
+)
 
 
 def test_local_send_times_are_the_utc_instants_of_local_hours():
@@ -46,6 +48,16 @@ def test_decide_picks_best_hour_and_closest_message_among_eligible():
     assert send.tolist() == [True, True]
     assert hour.tolist() == [1, 0]
     assert message.tolist() == [1, 0]           # push+b best; user 1 falls back to push+a (0.4 - 0.3 > -0.4)
+
+
+def test_a_missing_label_counts_as_average_so_more_labels_are_no_handicap():
+    # reward rates near 0.4: push = email = 0.4, tone a 0.35 (below average), b 0.45 (above)
+    theta = np.array([[0.4, 0.4, 0.35, 0.45, 0.5, 0.5, 0.5, 0.5]])
+    opts = _options(np.ones((1, 3, 2), dtype=bool))
+    assert set_averages(theta, opts.message_actions)[0].tolist() == pytest.approx([0.4, 0.4])
+    # by hand: m0 push/a = 0 - 0.05, m1 push/b = 0 + 0.05, m2 email/(no tone) = 0
+    assert message_scores(theta, opts.message_actions)[0] == pytest.approx([-0.05, 0.05, 0.0])
+    assert decide(theta, opts)[2].tolist() == [1]  # with theta - 1/2 the label-less m2 won (-0.1)
 
 
 def test_decide_never_picks_an_ineligible_hour_or_message():

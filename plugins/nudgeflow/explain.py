@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from nudgeflow.matching import decide, frequency_labels, message_scores
+from nudgeflow.matching import decide, frequency_labels, message_scores, set_averages
 from nudgeflow.settings import NudgeflowError, load_settings
 from nudgeflow.warehouse import connect, read, table_exists
 
@@ -53,16 +53,19 @@ def explain(home: Path, user_id: str, day: dt.date) -> dict:
     theta_freq = theta[0, opts.frequency_actions]
     best_hour = int(np.where(feasible, theta_hour, -np.inf).argmax()) if feasible.any() else -1
     scores = message_scores(theta, opts.message_actions)[0]
+    averages = set_averages(theta, opts.message_actions)[0]  # per message action set
 
     messages = []
     for m, row in enumerate(catalogue.iter_rows(named=True)):
-        parts = {("channel" if s == 0 else label_sets[s - 1]): (str(opts.action[a]), float(theta[0, a]))
+        parts = {("channel" if s == 0 else label_sets[s - 1]): (str(opts.action[a]), float(theta[0, a]),
+                                                                float(averages[s]))
                  for s, a in enumerate(opts.message_actions[m]) if a >= 0}
         messages.append({
             "message_id": row["message_id"], "channel": row["channel"], "score": float(scores[m]),
             "eligible_at_chosen_hour": bool(best_hour >= 0 and opts.eligible[0, m, best_hour]),
             "eligible_hours": [hours[h] for h in np.nonzero(opts.eligible[0, m])[0]],
-            "contributions": {k: {"action": v[0], "theta": v[1], "adds": v[1] - 0.5} for k, v in parts.items()},
+            "contributions": {k: {"action": v[0], "theta": v[1], "set_average": v[2], "adds": v[1] - v[2]}
+                              for k, v in parts.items()},
         })
     messages.sort(key=lambda r: (not r["eligible_at_chosen_hour"], -r["score"]))
 
@@ -112,7 +115,7 @@ def _why(r: dict) -> list[str]:
         detail = ", ".join(f"{k}={v['action']} ({v['adds']:+.3f})" for k, v in win["contributions"].items())
         second = (f"; the runner-up {eligible[1]['message_id']} scored {eligible[1]['score']:.3f}"
                   if len(eligible) > 1 else "; it was the only eligible message")
-        lines.append(f"message {win['message_id']} scored {win['score']:.3f} = sum of (theta - 0.5) over "
+        lines.append(f"message {win['message_id']} scored {win['score']:.3f} = sum of (theta - its set's average theta) over "
                      f"its actions: {detail}{second}")
     if not r["replay_matches_run"]:
         lines.append("note: replaying with today's marts does not give the stored choice; the marts have "
@@ -138,7 +141,7 @@ def print_explanation(r: dict) -> None:
                       a["prior_source"], f"{a['successes']:.0f}/{a['trials']:.0f}",
                       f"{a['posterior_mean']:.3f}", f"{a['theta']:.3f}")
     console.print(table)
-    msgs = Table(title="Messages: score = sum over channel and labels of (theta - 0.5)")
+    msgs = Table(title="Messages: score = sum over channel and labels of (theta - the set's average theta)")
     for col in ("message", "channel", "eligible now", "eligible hours", "score"):
         msgs.add_column(col)
     for m in r["messages"]:
