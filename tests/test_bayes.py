@@ -118,6 +118,15 @@ def test_keyed_beta_draws_have_the_beta_moments(a, b):
     assert x.var() == pytest.approx(a * b / ((a + b) ** 2 * (a + b + 1)), rel=0.05)
 
 
+def test_sharpened_draws_keep_the_mean_and_divide_the_variance():
+    n, a, b, k = 100_000, 3.0, 5.0, 4.0
+    keys = np.arange(n, dtype=np.uint64) * np.uint64(2654435761)
+    x = thompson_sample(np.full(n, a), np.full(n, b), keys, sharpness=k)
+    assert x.mean() == pytest.approx(a / (a + b), abs=0.003)
+    assert x.var() == pytest.approx(a * b / ((a + b) ** 2 * (k * (a + b) + 1)), rel=0.05)  # Beta(ka, kb)
+    assert np.array_equal(thompson_sample(np.full(n, a), np.full(n, b), keys), beta_sample(np.full(n, a), np.full(n, b), keys))
+
+
 def test_draws_repeat_for_the_same_key_and_do_not_depend_on_other_users():
     alpha, beta = np.full((3, 2), 2.0), np.full((3, 2), 3.0)
     k1 = draw_keys(0, 740000, ["u1", "u2", "u3"], ["channel=push", "channel=email"])

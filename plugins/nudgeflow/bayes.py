@@ -9,7 +9,8 @@ where (alpha0, beta0) is an empirical-Bayes prior fitted on the users of u's beh
 c(u) (user-based collaborative filtering), or on all users when the cell is thin, with its
 strength alpha0 + beta0 capped so that a user's own evidence soon dominates.
 
-Thompson sampling draws one theta per (u, s, a). Draws are keyed by (seed, date, user,
+Thompson sampling draws one theta per (u, s, a), from the posterior reshaped to explore
+less (``sampling_sharpness``: same mean, variance divided by about k). Draws are keyed by (seed, date, user,
 action set, action): a rerun repeats them, and adding a user or an action does not change
 anybody else's draws.
 """
@@ -223,6 +224,12 @@ def draw_keys(seed: int, day_ordinal: int, user_ids, action_keys, draw: int = 0)
     return _splitmix64(u[:, None] ^ stable_hash(action_keys)[None, :])
 
 
-def thompson_sample(alpha: np.ndarray, beta: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """theta ~ Beta(alpha, beta) for every (user, action), keyed draws (same shape as alpha)."""
-    return beta_sample(alpha, beta, keys).reshape(np.shape(alpha))
+def thompson_sample(alpha: np.ndarray, beta: np.ndarray, keys: np.ndarray, sharpness: float = 1.0) -> np.ndarray:
+    """theta ~ Beta(k alpha, k beta) for every (user, action), keyed draws (same shape as alpha).
+
+    k = ``sharpness`` reshapes the posterior for sampling (Chapelle & Li 2011, the paper's
+    reference [4]): the same mean, the variance divided by about k. k = 1 is plain Thompson
+    sampling; k > 1 explores less, where near-equal actions would otherwise be drawn almost
+    uniformly. Propensities must be resampled with the same k (``matching.propensity``).
+    """
+    return beta_sample(np.asarray(alpha) * sharpness, np.asarray(beta) * sharpness, keys).reshape(np.shape(alpha))

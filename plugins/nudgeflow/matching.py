@@ -130,17 +130,18 @@ def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np
 
 
 def propensity(alpha: np.ndarray, beta: np.ndarray, opts: Options, chosen: np.ndarray,
-               rng: np.random.Generator, draws: int, chunk: int = 2_000) -> np.ndarray:
+               rng: np.random.Generator, draws: int, chunk: int = 2_000, sharpness: float = 1.0) -> np.ndarray:
     """P(the policy sends message `chosen` to the user today), by resampling the posteriors.
 
     The logged draw counts as one of draws + 1 samples, so the estimate is in (0, 1].
+    ``sharpness`` must be the one the logged draw used (``bayes.thompson_sample``).
     Computed for the users with a chosen message (chosen >= 0); NaN for the others.
     """
     out = np.full(alpha.shape[0], np.nan)
     users = np.nonzero(chosen >= 0)[0]
     for lo in range(0, users.size, chunk):
         idx = users[lo:lo + chunk]
-        theta = rng.beta(alpha[idx], beta[idx], size=(draws, idx.size, alpha.shape[1]))
+        theta = rng.beta(alpha[idx] * sharpness, beta[idx] * sharpness, size=(draws, idx.size, alpha.shape[1]))
         sub = Options(**{**opts.__dict__, "send_at": opts.send_at[idx], "eligible": opts.eligible[idx],
                          "gap_bucket": opts.gap_bucket[idx]})
         send, _, message = decide(theta, sub)

@@ -85,13 +85,15 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
 # ---------- 4a. sample
 
 def step_sample(home: Path, day: dt.date, progress: Progress = None) -> dict:
-    """Thompson sampling: one theta ~ Beta(alpha, beta) per (user, action), keyed by (seed, D, user, action)."""
+    """Thompson sampling: one theta ~ Beta(k alpha, k beta) per (user, action), keyed by (seed, D, user,
+    action); k = sampling_sharpness."""
     settings = load_settings(home)
     with connect(home) as con:
         post = read(con, "select user_id, action_set, action, alpha, beta from decide.posteriors "
                          "where schedule_date = ? order by user_id, action_set, action", [day])
         alpha, beta, user_ids, action_keys = _dense(post)
-        theta = thompson_sample(alpha, beta, draw_keys(settings.seed, day.toordinal(), user_ids, action_keys))
+        theta = thompson_sample(alpha, beta, draw_keys(settings.seed, day.toordinal(), user_ids, action_keys),
+                                settings.sampling_sharpness)
         n_a = len(action_keys)
         samples = post.select("user_id", "action_set", "action").with_columns(
             theta=pl.Series(theta.reshape(-1)), schedule_date=pl.lit(day))
@@ -227,7 +229,8 @@ def step_match(home: Path, day: dt.date, progress: Progress = None) -> dict:
         opts, catalogue, label_sets = build_options(con, day, settings, user_ids, action_keys)
         send, hour, message = decide(theta, opts)
         rng = np.random.default_rng([settings.seed, day.toordinal(), 1])
-        prop = propensity(alpha, beta, opts, message, rng, settings.propensity_draws)
+        prop = propensity(alpha, beta, opts, message, rng, settings.propensity_draws,
+                          sharpness=settings.sampling_sharpness)
         chosen = np.nonzero(send)[0]
         h, m = hour[chosen], message[chosen]
         freq = frequency_labels(settings.frequency_bucket_hours)

@@ -39,6 +39,7 @@ class Settings:
     prior_max_strength: float = 100.0
     prior_min_users: int = 20
     propensity_draws: int = 100
+    sampling_sharpness: float = 4.0
     policy: str = "agentic"
 
     def dbt_vars(self) -> dict:
@@ -110,6 +111,7 @@ def _validate(s: Settings) -> None:
         (list(s.frequency_bucket_hours) == sorted(set(s.frequency_bucket_hours)),
          "frequency_bucket_hours must be strictly increasing"),
         (s.propensity_draws >= 1, "propensity_draws must be >= 1"),
+        (s.sampling_sharpness > 0, "sampling_sharpness must be > 0 (1: plain Thompson sampling)"),
         (s.evidence_half_life_days >= 0, "evidence_half_life_days must be >= 0 (0: never forget)"),
     ]
     for ok, message in checks:

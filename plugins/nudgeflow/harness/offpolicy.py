@@ -44,24 +44,26 @@ def calibration(sim: Sim, pol: Agentic, ctx: DayContext, reruns: int = 200, draw
 
     opts = build_options(ctx, actions)
     seed = pol.seed
-    theta = thompson_sample(alpha, beta, draw_keys(seed, ctx.day.toordinal(), ctx.user_ids, keys))
+    k = sim.s.sampling_sharpness
+    theta = thompson_sample(alpha, beta, draw_keys(seed, ctx.day.toordinal(), ctx.user_ids, keys), k)
     send, hour, message = decide(theta, opts)
     rng = np.random.default_rng([seed, ctx.day.toordinal(), 1])
-    logged = propensity(alpha, beta, opts, message, rng, draws or sim.s.propensity_draws)
+    logged = propensity(alpha, beta, opts, message, rng, draws or sim.s.propensity_draws, sharpness=k)
     hits = np.zeros(len(ctx.users))
-    for k in range(reruns):
-        th = thompson_sample(alpha, beta, draw_keys(seed + 1000 + k, ctx.day.toordinal(), ctx.user_ids, keys))
+    for r in range(reruns):
+        th = thompson_sample(alpha, beta, draw_keys(seed + 1000 + r, ctx.day.toordinal(), ctx.user_ids, keys), k)
         s2, _, m2 = decide(th, opts)
         hits += s2 & (m2 == message)
     chosen = message >= 0
     return {"logged": logged[chosen], "empirical": hits[chosen] / reruns, "users": int(chosen.sum())}
 
 
-def joint_probabilities(alpha, beta, opts: Options, rng: np.random.Generator, draws: int) -> np.ndarray:
+def joint_probabilities(alpha, beta, opts: Options, rng: np.random.Generator, draws: int,
+                        sharpness: float = 1.0) -> np.ndarray:
     """P(action) per user over index h * M + m (send at hour h message m), last = no send: (U, H*M+1)."""
     n_u, n_m, n_h = opts.eligible.shape
     out = np.zeros((n_u, n_h * n_m + 1))
-    theta = rng.beta(alpha, beta, size=(draws, n_u, alpha.shape[1]))
+    theta = rng.beta(alpha * sharpness, beta * sharpness, size=(draws, n_u, alpha.shape[1]))
     send, hour, message = decide(theta, opts)
     idx = np.where(send, hour * n_m + message, n_h * n_m)
     for d in range(draws):
@@ -94,14 +96,15 @@ def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, 
     opts = build_options(ctx, actions)
     n_u, n_m, n_h = ctx.eligible.shape
     rng = np.random.default_rng([pol.seed, 777])
-    p_target = joint_probabilities(alpha, beta, opts, rng, draws)
+    k = sim.s.sampling_sharpness
+    p_target = joint_probabilities(alpha, beta, opts, rng, draws, k)
     has_option = ctx.eligible.any(axis=(1, 2))
     # logs of the random policy
     num = den = den2 = logged_value = 0.0
     n_logged = 0
     pairs = []
-    for k in range(log_runs):
-        g = np.random.default_rng([pol.seed, 999, k])
+    for run in range(log_runs):
+        g = np.random.default_rng([pol.seed, 999, run])
         mask = g.random(n_u) < send_prob
         ui, m, h = random_choice(ctx, g, mask)
         te = _true_effects(sim, ctx, ui, m, h)
@@ -124,8 +127,8 @@ def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, 
     se = float(np.sqrt((w_all ** 2 * (te_all - snips) ** 2).sum()) / den) if den > 0 else float("nan")
     # simulated value of the target policy: re-runs with other draw seeds
     values = []
-    for k in range(target_runs):
-        th = thompson_sample(alpha, beta, draw_keys(pol.seed + 5000 + k, ctx.day.toordinal(), ctx.user_ids, keys))
+    for r in range(target_runs):
+        th = thompson_sample(alpha, beta, draw_keys(pol.seed + 5000 + r, ctx.day.toordinal(), ctx.user_ids, keys), k)
         send, hour, message = decide(th, opts)
         ui = np.nonzero(send)[0]
         te = _true_effects(sim, ctx, ui, message[ui], hour[ui])

@@ -272,7 +272,8 @@ class Agentic(Policy):
     def decide(self, ctx, draw_seed: int | None = None):
         actions, keys, alpha, beta = self.posterior_arrays(ctx)
         seed = self.seed if draw_seed is None else draw_seed
-        theta = thompson_sample(alpha, beta, draw_keys(seed, ctx.day.toordinal(), ctx.user_ids, keys))
+        k = self.sim.s.sampling_sharpness
+        theta = thompson_sample(alpha, beta, draw_keys(seed, ctx.day.toordinal(), ctx.user_ids, keys), k)
         opts = build_options(ctx, actions, modular=self.modular)
         if not self.timing:
             theta = theta.copy()
@@ -283,7 +284,7 @@ class Agentic(Policy):
         if self.propensities:
             rng = np.random.default_rng([seed, ctx.day.toordinal(), 1])
             draws = self.propensity_draws or self.sim.s.propensity_draws
-            prop_all = propensity(alpha, beta, opts, message, rng, draws)
+            prop_all = propensity(alpha, beta, opts, message, rng, draws, sharpness=k)
         ui = np.nonzero(send)[0]
         if self.propensities:
             prop = prop_all[ui]
