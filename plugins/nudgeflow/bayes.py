@@ -6,13 +6,15 @@ difference-in-differences effect was positive. The posterior is
     theta_{u,s,a} ~ Beta(alpha0_{c(u),s,a} + successes_{u,s,a}, beta0_{c(u),s,a} + failures_{u,s,a})
 
 where (alpha0, beta0) is an empirical-Bayes prior fitted on the users of u's behaviour cell
-c(u) (user-based collaborative filtering), or on all users when the cell is thin, with its
-strength alpha0 + beta0 capped so that a user's own evidence soon dominates.
+c(u) (user-based collaborative filtering), or on all users when the cell is thin. The cell's
+mean is shrunk to the population's as far as cells do not differ, and the strength
+alpha0 + beta0 is the fitted one, capped (``prior_max_strength``) for when the data show no
+difference between users: then a user's own evidence outweighs the prior after that many sends.
 
 Thompson sampling draws one theta per (u, s, a), from the posterior reshaped to explore
-less (``sampling_sharpness``: same mean, variance divided by about k). Draws are keyed by (seed, date, user,
-action set, action): a rerun repeats them, and adding a user or an action does not change
-anybody else's draws.
+less (``sampling_sharpness``: same mean, variance divided by about k). Draws are keyed by
+(seed, date, user, action set, action): a rerun repeats them, and adding a user or an action
+does not change anybody else's draws.
 """
 
 from __future__ import annotations
