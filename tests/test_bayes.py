@@ -7,6 +7,7 @@ import pytest
 from nudgeflow.bayes import (
     POPULATION, beta_sample, draw_keys, empirical_bayes_prior, fit_beta_binomial, posterior, thompson_sample,
 )
+from nudgeflow.settings import Settings
 
 
 def _beta_binomial(rng, a, b, users, lo=2, hi=30):
@@ -98,15 +99,18 @@ def test_cells_that_really_differ_keep_their_means():
 
 
 def test_a_user_with_much_evidence_is_dominated_by_it():
+    # with the production cap: cell a's users all respond at 80 %, so the fitted strength
+    # is the cap, and a user needs many more sends than the cap to outweigh it
+    cap = Settings().prior_max_strength
     out = _outcomes()
     own = pl.DataFrame({"user_id": ["veteran"], "action_set": ["channel"], "action": ["push"],
-                        "successes": [5], "trials": [100]})
-    prior = empirical_bayes_prior(out.drop("cell"), out.select("user_id", "cell"), max_strength=10, min_users=20)
+                        "successes": [0.05 * 10 * cap], "trials": [10 * cap]})
+    prior = empirical_bayes_prior(out.drop("cell"), out.select("user_id", "cell"), max_strength=cap, min_users=20)
     post = posterior(pl.DataFrame({"user_id": ["veteran"], "cell": ["a"]}),
                      pl.DataFrame({"action_set": ["channel"], "action": ["push"]}), prior, own)
     mean = post["alpha"][0] / (post["alpha"][0] + post["beta"][0])
     assert mean < 0.15  # own 5% dominates the cell's 80%
-    assert post["prior_alpha"][0] + post["prior_beta"][0] <= 10 + 1e-9
+    assert post["prior_alpha"][0] + post["prior_beta"][0] <= cap + 1e-9
 
 
 @pytest.mark.parametrize("a,b", [(0.4, 0.6), (1.0, 1.0), (2.0, 9.0), (40.0, 12.0)])
