@@ -136,6 +136,15 @@ def test_snips_from_random_logs_lands_in_ours_simulated_interval(warm):
     assert r["effective_n"] > 300
 
 
+def test_within_user_correlation_by_hand():
+    from nudgeflow.harness.report import within_user_corr
+
+    # user 2 has one row and is left out; user 0: (.5, -.5) x (.5, -.5); user 1: (-.5, .5) x (-1, 1)
+    u = np.array([0, 0, 1, 1, 2])
+    r = within_user_corr(u, np.array([1.0, 0.0, 0.0, 1.0, 1.0]), np.array([2.0, 1.0, 1.0, 3.0, 5.0]))
+    assert r == pytest.approx(1.5 / np.sqrt(1.0 * 2.5))
+
+
 def test_mean_ci():
     m, lo, hi = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])
     assert m == 3.0 and lo < 3.0 < hi

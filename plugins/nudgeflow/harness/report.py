@@ -97,11 +97,29 @@ def run_world_seed(root: str, world: str, seed: int, users: int, history_days: i
             "p_reward_if_te_pos": float(rew[ok & (te > 0)].mean()) if (ok & (te > 0)).any() else math.nan,
             "p_reward_if_te_neg": float(rew[ok & (te < 0)].mean()) if (ok & (te < 0)).any() else math.nan,
             "users_with_send": int((per_user > 0).sum()),
+            "reward_te_corr_within_user": within_user_corr(sim.meas.sends["u"][rows][ok], rew[ok], te[ok]),
         })
         lines.append(f"{world} seed={seed} {name}: {secs:.1f}s, {runs[-1]['sends']} sends, "
                      f"{runs[-1]['purchases']} purchases, true effect {runs[-1]['true_effect']:.1f}")
         print(f"[{time.strftime('%H:%M:%S')}] {lines[-1]}", flush=True)
     return {"runs": pl.DataFrame(runs), "daily": pl.concat(daily), "freq": pl.concat(freq), "lines": lines}
+
+
+def within_user_corr(u: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+    """Correlation of x and y after removing each user's mean (users with >= 2 rows): how
+    much a user's rewards say about which of their own sends worked."""
+    if len(u) == 0:
+        return math.nan
+    n = np.bincount(u)
+    keep = n[u] >= 2
+    u, x, y = u[keep], x[keep], y[keep]
+    if len(u) < 3:
+        return math.nan
+    n = np.maximum(np.bincount(u), 1)
+    xd = x - (np.bincount(u, x) / n)[u]
+    yd = y - (np.bincount(u, y) / n)[u]
+    den = math.sqrt(float((xd ** 2).sum() * (yd ** 2).sum()))
+    return float((xd * yd).sum() / den) if den > 0 else math.nan
 
 
 def evaluate(root: Path, out: Path, *, worlds=WORLDS, seeds: int = 5, users: int = 1000,
@@ -203,6 +221,8 @@ def summarise(runs: pl.DataFrame) -> pl.DataFrame:
                 "reward_rate": float(x["reward_rate"].mean()) if x["reward_rate"].is_not_null().any() else math.nan,
                 "p_reward_if_te_pos": float(x["p_reward_if_te_pos"].mean()),
                 "p_reward_if_te_neg": float(x["p_reward_if_te_neg"].mean()),
+                "reward_te_corr_within_user": float(x["reward_te_corr_within_user"].mean())
+                if "reward_te_corr_within_user" in x.columns else math.nan,
                 "seconds_per_run": float(x["seconds"].mean()),
             })
     return pl.DataFrame(rows)
@@ -306,6 +326,9 @@ def markdown(runs, summary, fq, elapsed, cfg) -> str:
             lines.append(f"- share of the oracle's increment reached by ours: "
                          f"{fmt((ours['oracle_share_mean'], ours['oracle_share_lo'], ours['oracle_share_hi']), 2)} "
                          f"(true effects: {fmt((ours['oracle_share_te_mean'], ours['oracle_share_te_lo'], ours['oracle_share_te_hi']), 2)})")
+        if "reward_te_corr_within_user" in s.columns and not math.isnan(ours["reward_te_corr_within_user"]):
+            lines.append(f"- information in ours' reward about which of a user's own sends worked: within-user "
+                         f"correlation of the reward with the send's true effect {ours['reward_te_corr_within_user']:.3f}")
         if "oracle_population" in s["policy"]:
             pr = s.filter(pl.col("policy") == "oracle_population").row(0, named=True)
             lines.append(f"- the best policy that treats all users alike (oracle_population, by the truth) reaches "
