@@ -47,6 +47,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from nudgeflow.harness.rewards import mh_event_weights
 from nudgeflow.settings import NudgeflowError, Settings, load_settings
 
 Progress = Callable[[str], None] | None
@@ -628,19 +629,8 @@ def event_weight_table(con, settings: Settings, as_of: dt.datetime, boot_reps: i
     mh_n = nn * share[:, None]        # b_ue F_u / T
     bw = np.random.default_rng([seed, 777]).poisson(1.0, (boot_reps, len(uid))).astype(np.float64)
     g = names.index(goal)
-
-    def llr(f: np.ndarray, n: np.ndarray) -> np.ndarray:
-        return np.log((f + 0.5) / (n + 0.5))
-
-    def weights(llrs: np.ndarray) -> np.ndarray:
-        w = llrs.copy()
-        others = np.delete(llrs, g, axis=-1)
-        w[..., g] = np.maximum(1.0, others.max(axis=-1)) if others.shape[-1] else 1.0
-        return w
-
-    point_llr = llr(mh_f.sum(axis=0), mh_n.sum(axis=0))
-    point = weights(point_llr)
-    reps = weights(llr(bw @ mh_f, bw @ mh_n))
+    point_llr, point = mh_event_weights(mh_f.sum(axis=0), mh_n.sum(axis=0), g)
+    reps = mh_event_weights(bw @ mh_f, bw @ mh_n, g)[1]
     lo, hi = np.percentile(reps, [2.5, 97.5], axis=0)
     rows = []
     for j, name in enumerate(names):
@@ -775,7 +765,7 @@ def evaluate(home: Path, *, sweeps: bool = True, replicates: int = 200, seed: in
 # ----------------------------------------------------------------------------- report
 
 
-def _ci(v: list[float], fmt: str = "{:.3f}") -> str:
+def format_ci(v: list[float], fmt: str = "{:.3f}") -> str:
     return f"{fmt.format(v[0])} [{fmt.format(v[1])}, {fmt.format(v[2])}]"
 
 
@@ -787,10 +777,10 @@ def comparison_table(est: dict) -> list[str]:
         r = est.get(name)
         if r is None:
             continue
-        diff = _ci(r["rmse_minus_reference"], "{:+.3f}") if "rmse_minus_reference" in r else "—"
+        diff = format_ci(r["rmse_minus_reference"], "{:+.3f}") if "rmse_minus_reference" in r else "—"
         lines.append(f"| {ESTIMATOR_LABELS[name]} | {r['n']} | {r['bias'][0]:+.3f} | {r['sd_error'][0]:.3f} | "
-                     f"{_ci(r['rmse'])} | {diff} | {_ci(r['corr'])} | {_ci(r['corr_purchases'])} | "
-                     f"{_ci(r['sign_accuracy'])} |")
+                     f"{format_ci(r['rmse'])} | {diff} | {format_ci(r['corr'])} | {format_ci(r['corr_purchases'])} | "
+                     f"{format_ci(r['sign_accuracy'])} |")
     return lines
 
 
@@ -804,8 +794,8 @@ def sweep_table(rows: list[dict], name: str) -> list[str]:
             if name == "neighbours" and e in ("did_all", "pre_post", "post_vs_all"):
                 continue
             m = r["estimators"][e]
-            lines.append(f"| {r['value']} | {ESTIMATOR_LABELS[e]} | {_ci(m['bias'], '{:+.3f}')} | "
-                         f"{m['sd_error'][0]:.3f} | {_ci(m['rmse'])} | {m['corr'][0]:.3f} | "
+            lines.append(f"| {r['value']} | {ESTIMATOR_LABELS[e]} | {format_ci(m['bias'], '{:+.3f}')} | "
+                         f"{m['sd_error'][0]:.3f} | {format_ci(m['rmse'])} | {m['corr'][0]:.3f} | "
                          f"{m['sign_accuracy'][0]:.3f} |")
     return lines
 

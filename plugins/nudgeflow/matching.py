@@ -72,14 +72,27 @@ def local_send_times(day: dt.date, timezones, hours) -> dict[str, np.ndarray]:
     return out
 
 
+def _set_matrices(message_actions: np.ndarray, n_actions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For M messages with S action sets: membership (A, M), 1 where a is one of m's actions;
+    averaging (A, S), 1/|s| for every action of set s the catalogue uses; present (S, M),
+    1 where m has an action in s."""
+    n_m, n_s = message_actions.shape
+    membership = np.zeros((n_actions, n_m))
+    averaging = np.zeros((n_actions, n_s))
+    present = (message_actions >= 0).T.astype(float)
+    for s in range(n_s):
+        has = message_actions[:, s] >= 0
+        np.add.at(membership, (message_actions[has, s], np.nonzero(has)[0]), 1.0)
+        acts = np.unique(message_actions[has, s])
+        if len(acts):
+            averaging[acts, s] = 1.0 / len(acts)
+    return membership, averaging, present
+
+
 def set_averages(theta: np.ndarray, message_actions: np.ndarray) -> np.ndarray:
     """avg[..., s] = mean of theta over the actions of message action set s (column s of
     message_actions) that the catalogue uses: the value of an average message on that set."""
-    cols = []
-    for s in range(message_actions.shape[1]):
-        acts = np.unique(message_actions[message_actions[:, s] >= 0, s])
-        cols.append(theta[..., acts].mean(axis=-1) if len(acts) else np.zeros(theta.shape[:-1]))
-    return np.stack(cols, axis=-1) if cols else np.zeros(theta.shape[:-1] + (0,))
+    return theta @ _set_matrices(message_actions, theta.shape[-1])[1]
 
 
 def message_scores(theta: np.ndarray, message_actions: np.ndarray) -> np.ndarray:
@@ -90,17 +103,8 @@ def message_scores(theta: np.ndarray, message_actions: np.ndarray) -> np.ndarray
     score: with reward rates near 0.4 every label would otherwise subtract about 0.1, and
     messages with fewer labels would win whatever their labels.
     """
-    n_a = theta.shape[-1]
-    n_m = message_actions.shape[0]
-    # score = theta @ (membership - centre): membership adds the message's own actions,
-    # centre subtracts 1/|set| of every action of each set the message has an action in
-    weights = np.zeros((n_a, n_m))
-    for s in range(message_actions.shape[1]):
-        present = message_actions[:, s] >= 0
-        acts = np.unique(message_actions[present, s])
-        np.add.at(weights, (message_actions[present, s], np.nonzero(present)[0]), 1.0)
-        weights[np.ix_(acts, np.nonzero(present)[0])] -= 1.0 / len(acts) if len(acts) else 0.0
-    return theta @ weights
+    membership, averaging, present = _set_matrices(message_actions, theta.shape[-1])
+    return theta @ (membership - averaging @ present)  # one product over the actions
 
 
 def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -129,10 +129,6 @@ def print_report(home: Path, days: int = 14) -> dict:
     return f
 
 
-def _ci(v: list[float], fmt: str = "{:.3f}") -> str:
-    return f"{fmt.format(v[0])} [{fmt.format(v[1])}, {fmt.format(v[2])}]"
-
-
 def evaluation_sections(home: Path) -> list[tuple[str, list[tuple[str, ...]]]]:
     """The last evaluations written in HOME, as (title, [header, *rows]) tables: the
     measurement comparison (HOME/evaluation/measurement.json, `nudgeflow evaluate
@@ -140,7 +136,7 @@ def evaluation_sections(home: Path) -> list[tuple[str, list[tuple[str, ...]]]]:
     evaluate policies`). Missing files give no section."""
     import json
 
-    from nudgeflow.evaluate_measurement import ESTIMATOR_LABELS, ESTIMATORS
+    from nudgeflow.evaluate_measurement import ESTIMATOR_LABELS, ESTIMATORS, format_ci
 
     sections = []
     path = Path(home) / "evaluation" / "measurement.json"
@@ -148,8 +144,8 @@ def evaluation_sections(home: Path) -> list[tuple[str, list[tuple[str, ...]]]]:
         res = json.loads(path.read_text())
         est = res["main"]["estimators"]
         rows = [("estimator", "RMSE [95% CI]", "corr(true ΔY)", "sign accuracy")]
-        rows += [(ESTIMATOR_LABELS[e], _ci(est[e]["rmse"]), _ci(est[e]["corr"]), _ci(est[e]["sign_accuracy"]))
-                 for e in ESTIMATORS if e in est]
+        rows += [(ESTIMATOR_LABELS[e], format_ci(est[e]["rmse"]), format_ci(est[e]["corr"]),
+                  format_ci(est[e]["sign_accuracy"])) for e in ESTIMATORS if e in est]
         sections.append((f"Measurement against the simulator's truth, as of {res['as_of']} "
                          f"({res['main']['n_sends']} sends; {path.with_suffix('.md')})", rows))
     path = Path(home) / "reports" / "policies" / "summary.csv"
@@ -158,8 +154,8 @@ def evaluation_sections(home: Path) -> list[tuple[str, list[tuple[str, ...]]]]:
         rows = [("world", "policy", "incr. purchases [95% CI]", "true effect [95% CI]", "oracle share")]
         for r in summary.sort("world", "true_effect_mean", descending=[False, True]).iter_rows(named=True):
             rows.append((r["world"], r["policy"],
-                         _ci([r["inc_purchases_mean"], r["inc_purchases_lo"], r["inc_purchases_hi"]], "{:.1f}"),
-                         _ci([r["true_effect_mean"], r["true_effect_lo"], r["true_effect_hi"]], "{:.1f}"),
+                         format_ci([r["inc_purchases_mean"], r["inc_purchases_lo"], r["inc_purchases_hi"]], "{:.1f}"),
+                         format_ci([r["true_effect_mean"], r["true_effect_lo"], r["true_effect_hi"]], "{:.1f}"),
                          f"{r['oracle_share_te_mean']:.2f}"))
         sections.append((f"Policies in closed loop, increments over no messages ({path.parent})", rows))
     return sections

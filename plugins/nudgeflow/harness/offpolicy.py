@@ -100,9 +100,7 @@ def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, 
     p_target = joint_probabilities(alpha, beta, opts, rng, draws, k)
     has_option = ctx.eligible.any(axis=(1, 2))
     # logs of the random policy
-    num = den = den2 = logged_value = 0.0
-    n_logged = 0
-    pairs = []
+    pairs = []  # (importance weights, true values) of each logged run's users with options
     for run in range(log_runs):
         g = np.random.default_rng([pol.seed, 999, run])
         mask = g.random(n_u) < send_prob
@@ -115,15 +113,11 @@ def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, 
         p_log[ui] = send_prob / (n_hh[ui] * ctx.eligible[ui, :, h].sum(axis=1))
         w = p_target[np.arange(n_u), action] / p_log
         pairs.append((w[has_option], te[has_option]))
-        num += float((w * te)[has_option].sum())
-        den += float(w[has_option].sum())
-        den2 += float((w[has_option] ** 2).sum())
-        logged_value += float(te[has_option].sum())
-        n_logged += int(has_option.sum())
-    snips = num / den if den > 0 else float("nan")
-    # its standard error by the delta method: var = sum w_i^2 (te_i - snips)^2 / (sum w_i)^2
     w_all = np.concatenate([p[0] for p in pairs])
     te_all = np.concatenate([p[1] for p in pairs])
+    den, den2 = float(w_all.sum()), float((w_all ** 2).sum())
+    snips = float((w_all * te_all).sum()) / den if den > 0 else float("nan")
+    # its standard error by the delta method: var = sum w_i^2 (te_i - snips)^2 / (sum w_i)^2
     se = float(np.sqrt((w_all ** 2 * (te_all - snips) ** 2).sum()) / den) if den > 0 else float("nan")
     # simulated value of the target policy: re-runs with other draw seeds
     values = []
@@ -138,5 +132,5 @@ def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, 
             "target_mean": float(values.mean()), "target_sd": float(values.std(ddof=1)),
             "interval": (float(values.mean() - 1.96 * values.std(ddof=1)),
                          float(values.mean() + 1.96 * values.std(ddof=1))),
-            "logged_decisions": n_logged, "effective_n": den ** 2 / den2 if den2 > 0 else 0.0,
-            "logging_value": logged_value / max(n_logged, 1)}
+            "logged_decisions": len(w_all), "effective_n": den ** 2 / den2 if den2 > 0 else 0.0,
+            "logging_value": float(te_all.mean()) if len(te_all) else float("nan")}

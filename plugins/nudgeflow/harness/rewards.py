@@ -79,6 +79,21 @@ PRE_MATCH_CANDIDATES = 1000  # dbt var pre_match_candidates (0: controls on feat
 PRE_MATCH_WEIGHT = 4.0  # dbt var pre_match_weight
 
 
+def mh_event_weights(mh_followed: np.ndarray, mh_not_followed: np.ndarray, goal: int,
+                     present: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The last step of ``event_weights_history`` on Mantel-Haenszel sums (..., E): llr_e =
+    ln((mh_followed_e + 0.5) / (mh_not_followed_e + 0.5)); the weight is llr_e for the names
+    ``present`` in the horizon (all by default) but the goal, 0 for absent names, and the goal
+    weighs max(1, the largest llr of the other present names) (1 if there is none).
+    Returns (llr, weight)."""
+    llr = np.log((mh_followed + 0.5) / (mh_not_followed + 0.5))
+    proxy = np.ones(llr.shape[-1], dtype=bool) if present is None else np.asarray(present, dtype=bool).copy()
+    proxy[goal] = False
+    w = np.where(proxy, llr, 0.0)
+    w[..., goal] = np.maximum(1.0, np.where(proxy, llr, -np.inf).max(axis=-1))
+    return llr, w
+
+
 def md5_hex(values) -> list[str]:
     return [hashlib.md5(str(v).encode()).hexdigest() for v in values]
 
@@ -242,11 +257,7 @@ class Measurement:
         mh_f = exact_sums(followed) / horizon_us
         mh_n = exact_sums(~followed) / horizon_us
         present = np.bincount(oc, minlength=n_codes) > 0
-        llr = np.log((mh_f + 0.5) / (mh_n + 0.5))
-        proxy = present & (np.arange(n_codes) != self.goal_code)
-        w = np.where(proxy, llr, 0.0)
-        w[self.goal_code] = max(1.0, float(llr[proxy].max())) if proxy.any() else 1.0
-        return w
+        return mh_event_weights(mh_f, mh_n, self.goal_code, present)[1]
 
     # ------------------------------------------------------------------ user features
     def user_features(self, as_of_us: int) -> dict:
