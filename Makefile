@@ -10,7 +10,7 @@ HOME_DIR ?= data/demo
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,lab]'
 	touch $(STAMP)
 
 install: $(STAMP)

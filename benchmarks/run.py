@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from nudgeflow.pipeline import run
-from nudgeflow.simulate import create_world, deliver
+from nudgeflow.steps import run
+from nudgeflow.lab.simulate import create_world, deliver
 
 
 def peak_mib() -> float:

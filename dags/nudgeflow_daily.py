@@ -23,7 +23,7 @@ DEFAULT_ARGS = {
 
 
 def _home():
-    from nudgeflow.settings import resolve_home
+    from nudgeflow.config import resolve_home
 
     return resolve_home(None)
 
@@ -47,7 +47,7 @@ def nudgeflow_daily():
     @task(doc_md="**Ingest**: copy newly landed files of `landing/<table>/` into `raw.*`; "
                  "files that break the contract go to `raw.quarantined_files` with a reason.")
     def ingest(ds=None) -> dict:
-        from nudgeflow.pipeline import step_ingest
+        from nudgeflow.steps import step_ingest
 
         return step_ingest(_home(), _day(ds), print)
 
@@ -55,34 +55,34 @@ def nudgeflow_daily():
                  "pre/post outcomes per send, k-nearest-neighbour controls, difference-in-differences "
                  "effect, binarised reward, and successes/trials per (user, action).")
     def measure(_ingested: dict, ds=None) -> dict:
-        from nudgeflow.pipeline import step_measure
+        from nudgeflow.steps import step_measure
 
         return step_measure(_home(), _day(ds), print)
 
     @task(doc_md="**Priors**: empirical-Bayes Beta prior per (behaviour cell, action) and the Beta "
                  "posterior of every (user, action).")
     def priors(_measured: dict, ds=None) -> dict:
-        from nudgeflow.pipeline import step_priors
+        from nudgeflow.steps import step_priors
 
         return step_priors(_home(), _day(ds), print)
 
     @task(doc_md="**Sample**: Thompson sampling, one draw per (user, action), keyed by (seed, date, user).")
     def sample(_priors: dict, ds=None) -> dict:
-        from nudgeflow.pipeline import step_sample
+        from nudgeflow.steps import step_sample
 
         return step_sample(_home(), _day(ds), print)
 
     @task(doc_md="**Match**: send hour, send-or-wait (frequency) and the eligible message closest to "
                  "the sampled actions; propensity by resampling the posteriors.")
     def match(_sampled: dict, ds=None) -> dict:
-        from nudgeflow.pipeline import step_match
+        from nudgeflow.steps import step_match
 
         return step_match(_home(), _day(ds), print)
 
     @task(doc_md="**Schedule**: replace D's rows of `send_schedule` and its Parquet export "
                  "`exports/send_schedule/date=D/part-0.parquet` (atomically).")
     def schedule(_matched: dict, ds=None, run_id=None) -> dict:
-        from nudgeflow.pipeline import step_schedule
+        from nudgeflow.steps import step_schedule
 
         return step_schedule(_home(), _day(ds), run_id, print)
 

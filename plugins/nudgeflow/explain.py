@@ -2,7 +2,7 @@
 
 Everything comes from what the run for D stored (decide.posteriors, decide.samples,
 decide.choices, send_schedule) plus the eligibility rebuilt from the marts with the same code
-as the run (pipeline.build_options), so the explanation replays the decision rather than
+as the run (steps/match.py's build_options, decide/eligibility.py's guardrails), so the explanation replays the decision rather than
 describing it: the sampled values are the ones the run drew.
 """
 
@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from nudgeflow.matching import decide, frequency_labels, message_scores, set_averages
-from nudgeflow.settings import NudgeflowError, load_settings
+from nudgeflow.decide.action_space import frequency_labels
+from nudgeflow.decide.matching import decide, message_scores, set_averages
+from nudgeflow.config import NudgeflowError, load_settings
 from nudgeflow.warehouse import connect, read, table_exists
 
 
 def explain(home: Path, user_id: str, day: dt.date) -> dict:
     """The posterior, prior and sampled value of every action, the eligible messages with their
     scores, and the decision of the run for D (replayed and compared with the stored one)."""
-    from nudgeflow.pipeline import build_options
+    from nudgeflow.steps.match import build_options
 
     settings = load_settings(home)
     with connect(home, read_only=True) as con:
@@ -41,8 +42,8 @@ def explain(home: Path, user_id: str, day: dt.date) -> dict:
                                  "(unknown, or in the global holdout)")
         stored = read(con, "select message_id, channel, send_at, actions, propensity from decide.choices "
                            "where schedule_date = ? and user_id = ?", [day, user_id])
-        action_keys = (frame["action_set"] + "=" + frame["action"]).to_list()
-        opts, catalogue, label_sets = build_options(con, day, settings, [user_id], action_keys)
+        actions = list(zip(frame["action_set"].to_list(), frame["action"].to_list()))
+        opts, catalogue, label_sets = build_options(con, day, settings, [user_id], actions)
 
     theta = frame["theta"].to_numpy()[None, :]
     send, hour, message = decide(theta, opts)

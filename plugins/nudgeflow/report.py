@@ -1,8 +1,8 @@
-"""The report on a simulated world: did the agentic group earn more than the holdout?
+"""The report on a home: did the agentic group earn more goal events than the holdout?
 
-Reads the landed events (what really happened), the warehouse's user features (who is in
-the holdout) and send outcomes (what the pipeline measured), and the simulator's ground
-truth (the true effect of every realised send). Never used by the pipeline itself.
+Reads the landed events (what really happened) and the warehouse's user features (who is in
+the holdout). Plugins (the lab, for simulated homes) add lines and sections: the
+simulator's truth and the last evaluations. Never used by the daily run itself.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from nudgeflow.settings import NudgeflowError, load_settings, warehouse_path
+from nudgeflow.config import NudgeflowError, load_settings, warehouse_path
+from nudgeflow.plugins import plugins
 
 Z95 = 1.959963984540054
 
@@ -37,8 +38,8 @@ def _events_glob(home: Path) -> str:
     return str(Path(home) / "landing" / "events" / "*.parquet")
 
 
-def demo_figures(home: Path, days: int = 14) -> dict:
-    """Per-user goal events and GMV over the last `days` simulated days, agentic vs holdout."""
+def lift_figures(home: Path, days: int = 14) -> dict:
+    """Per-user goal events and GMV over the last `days` days of landed events, agentic vs holdout."""
     home = Path(home)
     settings = load_settings(home)
     con = duckdb.connect()
@@ -71,35 +72,21 @@ def demo_figures(home: Path, days: int = 14) -> dict:
             "holdout": mean_ci(holdout[metric]),
             "difference": diff_ci(agentic[metric], holdout[metric]),
         }
-    truth = sorted((home / "truth").glob("send_effects*/*.parquet")) + sorted((home / "truth").glob("send_effects*.parquet"))
-    if truth:
-        files = ", ".join(f"'{p}'" for p in truth)
-        sign = con.execute(
-            f"""
-            select count(*) as n,
-                   avg(case when sign(o.delta_y) = sign(t.true_effect) then 1.0 else 0.0 end) as agree,
-                   corr(o.delta_y, t.true_effect) as corr
-            from wh.marts.send_outcomes as o
-            join read_parquet([{files}], union_by_name = true) as t using (send_id)
-            where o.is_scored and t.true_effect <> 0
-            """
-        ).fetchall()[0]
-        figures["sign_agreement"] = {"matured_sends": sign[0], "share": sign[1], "correlation": sign[2]}
     con.close()
     return figures
 
 
 def print_report(home: Path, days: int = 14) -> dict:
-    """Print the agentic-vs-holdout table of a simulated home (when it has a warehouse) and
-    the sections of its last evaluations; raise NudgeflowError when there is neither."""
+    """Print the agentic-vs-holdout table of a home (when it has a warehouse) and the
+    plugins' lines and sections; raise NudgeflowError when there is nothing to show."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    sections = evaluation_sections(home)
+    sections = [section for plugin in plugins() for section in plugin.report_sections(home)]
     f: dict = {}
     if warehouse_path(home).exists():
-        f = demo_figures(home, days)
+        f = lift_figures(home, days)
         table = Table(title=f"Per user over the {f['days']} days before {f['window_end']} "
                             f"(agentic n={f['users_agentic']}, holdout n={f['users_holdout']}), 95% CI")
         for column in ("metric", "agentic", "holdout", "agentic - holdout", "relative"):
@@ -110,10 +97,9 @@ def print_report(home: Path, days: int = 14) -> dict:
                           f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]",
                           f"{d[0] / h[0]:+.1%}" if h[0] else "n/a")
         console.print(table)
-        if "sign_agreement" in f:
-            s = f["sign_agreement"]
-            console.print(f"Matured sends scored: {s['matured_sends']}; estimated effect has the sign of the true "
-                          f"one for {s['share']:.1%} of them (correlation {s['correlation']:.3f}).")
+        for plugin in plugins():
+            for line in plugin.report_lines(home, f):
+                console.print(line, markup=False, highlight=False)
     elif not sections:
         raise NudgeflowError(f"nothing to report in {home}: no warehouse.duckdb (run `nudgeflow run` or "
                              "`nudgeflow demo`) and no evaluation (`nudgeflow evaluate ...`)")
@@ -127,35 +113,3 @@ def print_report(home: Path, days: int = 14) -> dict:
             section.add_row(*row)
         console.print(section)
     return f
-
-
-def evaluation_sections(home: Path) -> list[tuple[str, list[tuple[str, ...]]]]:
-    """The last evaluations written in HOME, as (title, [header, *rows]) tables: the
-    measurement comparison (HOME/evaluation/measurement.json, `nudgeflow evaluate
-    measurement`) and the policy comparison (HOME/reports/policies/summary.csv, `nudgeflow
-    evaluate policies`). Missing files give no section."""
-    import json
-
-    from nudgeflow.evaluate_measurement import ESTIMATOR_LABELS, ESTIMATORS, format_ci
-
-    sections = []
-    path = Path(home) / "evaluation" / "measurement.json"
-    if path.exists():
-        res = json.loads(path.read_text())
-        est = res["main"]["estimators"]
-        rows = [("estimator", "RMSE [95% CI]", "corr(true ΔY)", "sign accuracy")]
-        rows += [(ESTIMATOR_LABELS[e], format_ci(est[e]["rmse"]), format_ci(est[e]["corr"]),
-                  format_ci(est[e]["sign_accuracy"])) for e in ESTIMATORS if e in est]
-        sections.append((f"Measurement against the simulator's truth, as of {res['as_of']} "
-                         f"({res['main']['n_sends']} sends; {path.with_suffix('.md')})", rows))
-    path = Path(home) / "reports" / "policies" / "summary.csv"
-    if path.exists():
-        summary = pl.read_csv(path)
-        rows = [("world", "policy", "incr. purchases [95% CI]", "true effect [95% CI]", "oracle share")]
-        for r in summary.sort("world", "true_effect_mean", descending=[False, True]).iter_rows(named=True):
-            rows.append((r["world"], r["policy"],
-                         format_ci([r["inc_purchases_mean"], r["inc_purchases_lo"], r["inc_purchases_hi"]], "{:.1f}"),
-                         format_ci([r["true_effect_mean"], r["true_effect_lo"], r["true_effect_hi"]], "{:.1f}"),
-                         f"{r['oracle_share_te_mean']:.2f}"))
-        sections.append((f"Policies in closed loop, increments over no messages ({path.parent})", rows))
-    return sections

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from nudgeflow.settings import NudgeflowError, warehouse_path
+from nudgeflow.config import NudgeflowError, warehouse_path
 
 
 @contextlib.contextmanager

@@ -1,0 +1,236 @@
+"""The home folder and every setting of `HOME/nudgeflow.yml`, with type, default, unit and bounds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+LANDING_TABLES = ("events", "users", "consents", "messages", "sends")
+
+
+class NudgeflowError(Exception):
+    """An error a user can fix (bad home, settings or date); the CLI prints it on one line."""
+
+
+def setting(default, doc: str, *, unit: str = "", ge=None, gt=None, le=None, lt=None,
+            contract: bool = False, dbt: bool = True, choices: tuple = ()):
+    """A field of :class:`Settings` with what the docs, the dbt vars and the checks need:
+    its meaning, unit, bounds, whether the data contract defines it and whether dbt reads it."""
+    meta = {"doc": doc, "unit": unit, "ge": ge, "gt": gt, "le": le, "lt": lt, "contract": contract,
+            "dbt": dbt, "choices": choices}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a home (`HOME/nudgeflow.yml`), with the contract's defaults.
+
+    This class is the one source of the settings: the dbt vars a run passes
+    (:meth:`dbt_vars`), the `vars:` of `dbt_project.yml`, `docs/settings.md` and the lab's
+    method parameters all come from it (tests/unit/test_config.py checks that they agree).
+    """
+
+    # ---------- the data contract's settings
+    goal_event: str = setting("purchase", "the end-of-funnel event", contract=True)
+    weight_window_hours: float = setting(72, 'an event is "followed by the goal" if the goal comes within this',
+                                         unit="hours", gt=0, contract=True)
+    half_life_hours: float = setting(24, "temporal decay of event weights around the send time",
+                                     unit="hours", gt=0, contract=True)
+    window_hours: float = setting(48, "t_delta: length of the pre and of the post window", unit="hours",
+                                  gt=0, contract=True)
+    neighbours: int = setting(10, "k control users per send", ge=1, contract=True)
+    holdout_fraction: float = setting(0.10, "global control group, by a stable hash of user_id; never scheduled",
+                                      ge=0, lt=1, contract=True)
+    send_hours: tuple[int, ...] = setting(tuple(range(8, 22)), "allowed local hours", unit="hours 0..23",
+                                          ge=0, le=23, contract=True, dbt=False)
+    max_sends_per_day: int = setting(1, "per user, across channels (0: send nothing)", ge=0, le=1,
+                                     contract=True, dbt=False)
+    min_hours_between_sends: float = setting(20, "per user", unit="hours", ge=0, contract=True, dbt=False)
+    min_days_before_repeat: int = setting(14, "the same message to the same user", unit="days", ge=0,
+                                          contract=True)
+    seed: int = setting(0, "seed of the Thompson draws and propensity resampling", ge=0, contract=True,
+                        dbt=False)
+    # ---------- Measure: beyond the contract
+    frequency_bucket_hours: tuple[int, ...] = setting((36, 84, 180), "edges of the frequency action set "
+                                                      "(gap since the user's previous send)", unit="hours", gt=0)
+    weight_horizon_days: int = setting(28, "events used to fit the event weights", unit="days", ge=1)
+    feature_window_days: int = setting(28, "activity window of the user features that match controls "
+                                       "(columns *_28d keep their names)", unit="days", ge=1)
+    min_controls: int = setting(1, "a send is scored only with at least this many controls", ge=1)
+    evidence_half_life_days: float = setting(28.0, "posteriors forget: a send's evidence halves every this "
+                                             "many days (0: never)", unit="days", ge=0)
+    cell_size: int = setting(250, "target number of users per matching cell", ge=1)
+    goal_weight: float | None = setting(None, "the goal event's weight (null: max(1, the largest other weight))")
+    pre_match_candidates: int = setting(1000, "controls: the k nearest on features and Y_pre among this many "
+                                        "(0: features only)", ge=0)
+    pre_match_weight: float = setting(4.0, "weight of the standardised Y_pre difference in that distance", ge=0)
+    control_pool: str = setting("cell", "candidates from the treated user's cell, or its whole group "
+                                "(the cell without its activity bucket)", choices=("cell", "group"))
+    # ---------- Decide: beyond the contract
+    prior_max_strength: float = setting(100.0, "cap on the strength alpha + beta of an empirical-Bayes prior",
+                                        unit="pseudo-sends", ge=1, dbt=False)
+    prior_min_users: int = setting(20, "a (cell, action) prior needs this many users with evidence, else "
+                                   "the population's", ge=1, dbt=False)
+    propensity_draws: int = setting(100, "resampling draws per user for the logged propensity", ge=1, dbt=False)
+    sampling_sharpness: float = setting(4.0, "Thompson draws from Beta(k alpha, k beta) (1: plain Thompson "
+                                        "sampling)", gt=0, dbt=False)
+    policy: str = setting("agentic", "the deciding policy", choices=("agentic",), dbt=False)
+
+    def dbt_vars(self) -> dict:
+        """The dbt vars: every setting dbt reads (the as-of time goes in $NUDGEFLOW_AS_OF, so
+        that dbt's partial parsing survives from one day to the next)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.metadata["dbt"]}
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def _kind(f) -> str:
+    return {"str": "text", "float": "number", "int": "integer", "tuple[int, ...]": "list of integers",
+            "float | None": "number or null"}[str(f.type)]
+
+
+def _coerce(name: str, value):
+    """Cast one settings value to its field's type, or raise a one-line error."""
+    f = _FIELDS[name]
+    kind = _kind(f)
+    try:
+        if value is None and kind == "number or null":
+            return None
+        if kind == "list of integers":
+            if not isinstance(value, (list, tuple)) or not value:
+                raise TypeError
+            return tuple(_integer(v) for v in value)
+        if kind == "integer":
+            return _integer(value)
+        if kind in ("number", "number or null"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TypeError
+            return float(value)
+        if kind == "text":
+            if not isinstance(value, str) or not value.strip():
+                raise TypeError
+            return value.strip()
+    except (TypeError, ValueError, OverflowError):
+        pass
+    raise NudgeflowError(f"nudgeflow.yml: '{name}' must be {kind}{_bounds_text(f)}, got {value!r}")
+
+
+def _integer(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or float(value) != int(value):
+        raise TypeError
+    return int(value)
+
+
+def _bounds_text(f) -> str:
+    m = f.metadata
+    parts = [f"{op} {m[key]}" for key, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+             if m[key] is not None]
+    if m["choices"]:
+        parts.append("one of " + ", ".join(m["choices"]))
+    return f" ({' and '.join(parts)})" if parts else ""
+
+
+def _validate(s: Settings) -> None:
+    """Every value inside its field's bounds, and the relations between settings."""
+    for f in fields(s):
+        m, value = f.metadata, getattr(s, f.name)
+        for v in (value if isinstance(value, tuple) else (value,)):
+            if v is None or isinstance(v, str) and not m["choices"]:
+                continue
+            ok = (m["choices"] and v in m["choices"]) if m["choices"] else (
+                (m["ge"] is None or v >= m["ge"]) and (m["gt"] is None or v > m["gt"])
+                and (m["le"] is None or v <= m["le"]) and (m["lt"] is None or v < m["lt"]))
+            if not ok:
+                raise NudgeflowError(f"nudgeflow.yml: '{f.name}' out of bounds{_bounds_text(f)}, got {_plain(value)!r}")
+    if list(s.frequency_bucket_hours) != sorted(set(s.frequency_bucket_hours)):
+        raise NudgeflowError("nudgeflow.yml: 'frequency_bucket_hours' must be strictly increasing")
+    if s.weight_horizon_days * 24 <= s.weight_window_hours:
+        raise NudgeflowError("nudgeflow.yml: 'weight_horizon_days' must be longer than 'weight_window_hours'")
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting (docs/settings.md is generated from it)."""
+    rows = ["| setting | default | unit | bounds | in the contract | read by dbt | meaning |",
+            "|---|---|---|---|---|---|---|"]
+    for f in fields(Settings):
+        m = f.metadata
+        default = _plain(f.default)
+        rows.append(f"| `{f.name}` | `{'null' if default is None else default}` | {m['unit']} | "
+                    f"{_bounds_text(f)[2:-1]} | {'yes' if m['contract'] else ''} | {'yes' if m['dbt'] else ''} "
+                    f"| {m['doc']} |")
+    return "\n".join(rows)
+
+
+def load_settings(home: Path) -> Settings:
+    """Read `HOME/nudgeflow.yml` (all keys optional) over the contract's defaults."""
+    import yaml
+
+    path = Path(home) / "nudgeflow.yml"
+    if not path.exists():
+        return Settings()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise NudgeflowError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise NudgeflowError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    values, extra = {}, {}
+    for key, value in raw.items():
+        if key in _FIELDS:
+            values[key] = _coerce(key, value)
+        else:
+            extra[key] = value
+    if extra:
+        known = ", ".join(sorted(_FIELDS))
+        raise NudgeflowError(f"{path}: unknown setting(s) {', '.join(map(str, extra))}; known: {known}")
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def resolve_home(home: str | Path | None, *, must_exist: bool = True) -> Path:
+    """`--home`, else $NUDGEFLOW_HOME, else ./data under the repository root."""
+    chosen = Path(home or os.environ.get("NUDGEFLOW_HOME") or REPO_ROOT / "data").expanduser().resolve()
+    if must_exist and not chosen.is_dir():
+        raise NudgeflowError(f"home folder {chosen} does not exist (create it, or run `nudgeflow simulate`)")
+    return chosen
+
+
+def parse_date(value: str | dt.date) -> dt.date:
+    """A schedule date as YYYY-MM-DD."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = str(value).strip()
+    try:
+        if len(text) == 10:
+            return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise NudgeflowError(f"date {value!r} is not in the format YYYY-MM-DD")
+
+
+def as_of(day: dt.date) -> dt.datetime:
+    """The as-of time of the run for day D: D 00:00 UTC (naive datetime meaning UTC)."""
+    return dt.datetime.combine(day, dt.time())
+
+
+def warehouse_path(home: Path) -> Path:
+    return Path(home) / "warehouse.duckdb"

@@ -1,0 +1,150 @@
+"""Step 3, priors and posteriors: a Beta-Bernoulli model of "did a send with this action work?".
+
+For every user u, action set s and action a, the reward of a matured send is 1 when its
+difference-in-differences effect was positive. The posterior is
+
+    theta_{u,s,a} ~ Beta(alpha0_{c(u),s,a} + successes_{u,s,a}, beta0_{c(u),s,a} + failures_{u,s,a})
+
+where (alpha0, beta0) is an empirical-Bayes prior fitted on the users of u's behaviour cell
+c(u) (user-based collaborative filtering), or on all users when the cell is thin. The cell's
+mean is shrunk to the population's as far as cells do not differ, and the strength
+alpha0 + beta0 is the fitted one, capped (``prior_max_strength``) for when the data show no
+difference between users: then a user's own evidence outweighs the prior after that many sends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+POPULATION = "__population__"
+# cap on the strength of the cells' Beta around the population mean: at the cap, a cell needs
+# about a million trials before its own mean moves its prior
+CELL_MAX_STRENGTH = 1e6
+
+
+def fit_beta_binomial(outcomes: pl.DataFrame, by: list[str], max_strength: float) -> pl.DataFrame:
+    """Method-of-moments Beta(alpha, beta) per group from per-user (successes, trials).
+
+    With p_i = s_i / n_i and mu = sum s / sum n, a beta-binomial gives
+    E[sum n_i (p_i - mu)^2] = mu (1 - mu) sum [1 + (n_i - 1) rho], rho = 1 / (alpha + beta + 1),
+    so rho = (sum n_i (p_i - mu)^2 / (mu (1 - mu)) - (G - 1)) / sum (n_i - 1) over the G users.
+    The strength M = alpha + beta = 1/rho - 1 is capped at max_strength (also when rho <= 0 or
+    is not identified, i.e. every user has one trial) and floored at 1 (no U-shaped priors
+    that would make a cold-start user's first draws all-or-nothing); alpha = mu M, beta = (1 - mu) M.
+    Returns the groups with alpha, beta, mean, strength, n_users, trials.
+    """
+    data = outcomes.filter(pl.col("trials") > 0)
+    mu = data.group_by(by).agg(
+        ((pl.col("successes").sum() + 0.5) / (pl.col("trials").sum() + 1.0)).alias("mean"),
+    )
+    fitted = (
+        data.join(mu, on=by)
+        .with_columns(p=pl.col("successes") / pl.col("trials"))
+        .group_by(by)
+        .agg(
+            pl.len().alias("n_users"),
+            pl.col("trials").sum().alias("trials"),
+            pl.col("mean").first(),
+            (pl.col("trials") * (pl.col("p") - pl.col("mean")) ** 2).sum().alias("ss"),
+            (pl.col("trials") - 1).sum().alias("extra_trials"),
+        )
+        .with_columns(
+            rho=pl.when(pl.col("extra_trials") > 0)
+            .then(
+                (pl.col("ss") / (pl.col("mean") * (1 - pl.col("mean"))) - (pl.col("n_users") - 1))
+                / pl.col("extra_trials")
+            )
+            .otherwise(None)
+        )
+        .with_columns(
+            strength=pl.when(pl.col("rho") > 1.0 / (max_strength + 1.0))
+            .then(1.0 / pl.col("rho").clip(upper_bound=1.0 - 1e-9) - 1.0)
+            .otherwise(max_strength)
+            .clip(lower_bound=min(1.0, max_strength), upper_bound=max_strength)
+        )
+        .with_columns(
+            alpha=pl.col("mean") * pl.col("strength"),
+            beta=(1 - pl.col("mean")) * pl.col("strength"),
+        )
+    )
+    return fitted.select(*by, "alpha", "beta", "mean", "strength", "n_users", "trials")
+
+
+def empirical_bayes_prior(
+    outcomes: pl.DataFrame, cells: pl.DataFrame, *, max_strength: float, min_users: int
+) -> pl.DataFrame:
+    """Prior per (cell, action_set, action) from the users of the cell, else from all users.
+
+    outcomes: user_id, action_set, action, successes, trials. cells: user_id, cell.
+    A (cell, action) fitted on fewer than `min_users` users with evidence takes the population
+    prior of the action; an action nobody has tried takes Beta(1, 1) (filled by `posterior`).
+
+    A cell's mean is itself shrunk towards the population mean, by as much as the cells
+    differ (a second, cell-level beta-binomial): with the cell's pooled S_c successes in T_c
+    trials and K the strength of the cells' own Beta (method of moments over the cells,
+    capped at CELL_MAX_STRENGTH), the cell's prior mean is (S_c + K mu) / (T_c + K). Cells
+    whose differences are within sampling noise (K large) all get the population mean, so
+    noise in a thin cell does not become a prior; cells that really differ keep their means.
+    The strength alpha + beta of a cell's prior is its users' own (capped at max_strength).
+    """
+    with_cell = outcomes.join(cells.select("user_id", "cell"), on="user_id", how="inner")
+    by_cell = fit_beta_binomial(with_cell, ["cell", "action_set", "action"], max_strength)
+    population = fit_beta_binomial(with_cell, ["action_set", "action"], max_strength)
+    cell_totals = (with_cell.filter(pl.col("trials") > 0)
+                   .group_by("cell", "action_set", "action")
+                   .agg(pl.col("successes").sum(), pl.col("trials").sum()))
+    between = fit_beta_binomial(cell_totals, ["action_set", "action"], CELL_MAX_STRENGTH)
+    keep = (
+        by_cell.filter(pl.col("n_users") >= min_users)
+        .join(cell_totals.rename({"successes": "cell_successes", "trials": "cell_trials"}),
+              on=["cell", "action_set", "action"])
+        .join(between.select("action_set", "action", pl.col("mean").alias("mu"),
+                             pl.col("strength").alias("k")), on=["action_set", "action"])
+        .with_columns(mean=(pl.col("cell_successes") + pl.col("k") * pl.col("mu"))
+                      / (pl.col("cell_trials") + pl.col("k")))
+        .with_columns(alpha=pl.col("mean") * pl.col("strength"), beta=(1 - pl.col("mean")) * pl.col("strength"),
+                      source=pl.lit("cell"))
+    )
+    return pl.concat(
+        [keep, population.with_columns(cell=pl.lit(POPULATION), source=pl.lit("population"))],
+        how="diagonal_relaxed",
+    ).select("cell", "action_set", "action", "alpha", "beta", "n_users", "trials", "source")
+
+
+def posterior(
+    users: pl.DataFrame, actions: pl.DataFrame, prior: pl.DataFrame, outcomes: pl.DataFrame
+) -> pl.DataFrame:
+    """Beta posterior of every (user, action) pair: prior of the user's cell plus own evidence.
+
+    users: user_id, cell. actions: action_set, action (the options of this run).
+    Returns user_id, action_set, action, prior_alpha, prior_beta, prior_source,
+    successes, trials, alpha, beta.
+    """
+    cell_prior = prior.filter(pl.col("cell") != POPULATION)
+    pop_prior = prior.filter(pl.col("cell") == POPULATION).drop("cell")
+    grid = users.select("user_id", "cell").join(actions.select("action_set", "action"), how="cross")
+    return (
+        grid.join(cell_prior.select("cell", "action_set", "action", "alpha", "beta", "source"),
+                  on=["cell", "action_set", "action"], how="left")
+        .join(pop_prior.select("action_set", "action", pl.col("alpha").alias("pop_alpha"),
+                               pl.col("beta").alias("pop_beta")),
+              on=["action_set", "action"], how="left")
+        .join(outcomes.select("user_id", "action_set", "action", "successes", "trials"),
+              on=["user_id", "action_set", "action"], how="left")
+        .with_columns(
+            prior_alpha=pl.coalesce("alpha", "pop_alpha", pl.lit(1.0)),
+            prior_beta=pl.coalesce("beta", "pop_beta", pl.lit(1.0)),
+            prior_source=pl.when(pl.col("alpha").is_not_null()).then(pl.lit("cell"))
+            .when(pl.col("pop_alpha").is_not_null()).then(pl.lit("population"))
+            .otherwise(pl.lit("uniform")),
+            successes=pl.col("successes").fill_null(0).cast(pl.Float64),
+            trials=pl.col("trials").fill_null(0).cast(pl.Float64),
+        )
+        .with_columns(
+            alpha=pl.col("prior_alpha") + pl.col("successes"),
+            beta=pl.col("prior_beta") + pl.col("trials") - pl.col("successes"),
+        )
+        .select("user_id", "cell", "action_set", "action", "prior_alpha", "prior_beta", "prior_source",
+                "successes", "trials", "alpha", "beta")
+    )

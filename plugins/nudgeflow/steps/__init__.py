@@ -1,0 +1,38 @@
+"""The daily run for schedule date D, one module per Airflow task of `dags/nudgeflow_daily.py`.
+
+ingest -> measure (dbt) -> priors -> sample -> match -> schedule. Each step reads what the
+previous one wrote to the warehouse for D and replaces its own partition for D, so a step
+can be retried alone and a rerun over the same inputs gives the same schedule. Each step
+module reads the warehouse, calls the pure functions of `nudgeflow.decide` and writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+from nudgeflow.steps.ingest import step_ingest
+from nudgeflow.steps.match import step_match
+from nudgeflow.steps.measure import step_measure
+from nudgeflow.steps.priors import step_priors
+from nudgeflow.steps.progress import Progress
+from nudgeflow.steps.sample import step_sample
+from nudgeflow.steps.schedule import step_schedule
+
+STEPS = ("ingest", "measure", "priors", "sample", "match", "schedule")
+
+
+def run(home: Path, day: dt.date, run_id: str | None = None, progress: Progress = None) -> dict:
+    """The whole daily run for schedule date D."""
+    run_id = run_id or f"manual__{day.isoformat()}"
+    timings = {}
+    for name, step in (("ingest", step_ingest), ("measure", step_measure), ("priors", step_priors),
+                       ("sample", step_sample), ("match", step_match)):
+        started = time.perf_counter()
+        step(home, day, progress)
+        timings[name] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    result = step_schedule(home, day, run_id, progress)
+    timings["schedule"] = round(time.perf_counter() - started, 2)
+    return {**result, "timings": timings}

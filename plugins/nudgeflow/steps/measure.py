@@ -1,0 +1,92 @@
+"""Step 2, measure: the dbt project (`dbt_project/`) run in-process on the home's warehouse.
+
+The dbt models turn the raw landed rows into event weights, decayed pre/post outcomes,
+neighbour-controlled treatment effects and per-user action outcomes (see
+`dbt_project/README.md`). This module only runs dbt with the settings as vars.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from nudgeflow.config import DBT_PROJECT_DIR, NudgeflowError, Settings, as_of, load_settings, warehouse_path
+
+
+def dbt_args(command: str, home: Path, settings: Settings, *extra: str) -> list[str]:
+    """Command-line arguments of one dbt invocation on this home (artefacts under HOME/.dbt/)."""
+    return [
+        command,
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(Path(home) / ".dbt" / "target"),
+        "--log-path", str(Path(home) / ".dbt" / "logs"),
+        "--vars", json.dumps(settings.dbt_vars()),
+        *extra,
+    ]
+
+
+def run_dbt(args: list[str], home: Path, as_of: dt.datetime,
+            progress: Callable[[str], None] | None = None) -> list:
+    """Run dbt in-process on HOME/warehouse.duckdb for one as-of time; raise NudgeflowError
+    naming every failed node."""
+    from dbt.cli.main import dbtRunner
+
+    os.environ["NUDGEFLOW_WAREHOUSE"] = str(warehouse_path(home))
+    os.environ["NUDGEFLOW_AS_OF"] = as_of.strftime("%Y-%m-%d %H:%M:%S")
+
+    def on_event(event) -> None:
+        if progress and event.info.name in ("LogModelResult", "LogTestResult", "LogNodeResult"):
+            progress(event.info.msg)
+
+    started = time.perf_counter()
+    try:
+        result = dbtRunner(callbacks=[on_event]).invoke([*args, "--quiet"])
+    finally:
+        _release_warehouse()
+    if result.exception is not None:
+        raise NudgeflowError(f"dbt {args[0]} failed: {result.exception}")
+    nodes = list(result.result or [])
+    failed = [r for r in nodes if str(r.status).lower() in ("error", "fail", "runtime error")]
+    if failed or not result.success:
+        detail = "; ".join(f"{r.node.name}: {(r.message or r.status)}" for r in failed[:5])
+        if "out of sync" in detail:
+            detail += (" -- an incremental table was built by an older version: run "
+                       "`nudgeflow remeasure --date D` once to rebuild it")
+        raise NudgeflowError(f"dbt {args[0]} failed ({len(failed)} node(s)): {detail}")
+    if progress:
+        progress(f"dbt {args[0]}: {len(nodes)} nodes ok in {time.perf_counter() - started:.1f}s")
+    return nodes
+
+
+def _release_warehouse() -> None:
+    """dbt-duckdb keeps its DuckDB handle for the life of the process: close it so that the
+    next step (or a read-only reader in this process) can open the file."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    env = DuckDBConnectionManager._ENV
+    if env is not None:
+        env.close()
+    DuckDBConnectionManager.close_all_connections()
+
+
+def dbt_build(home: Path, settings: Settings, as_of: dt.datetime,
+              progress: Callable[[str], None] | None = None, *, unit_tests: bool = False,
+              full_refresh: bool = False) -> list:
+    """Build and test every model for the as-of time (dbt unit tests only when asked: they are
+    for CI). ``full_refresh`` rebuilds the incremental marts from scratch: every send is
+    rescored and every weights date recomputed with the current code and data."""
+    extra = [] if unit_tests else ["--exclude-resource-type", "unit_test"]
+    if full_refresh:
+        extra.append("--full-refresh")
+    return run_dbt(dbt_args("build", home, settings, *extra), home, as_of, progress)
+
+
+def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | None = None) -> dict:
+    """dbt build for as-of D 00:00 UTC: event weights, outcomes, treatment effects, action outcomes."""
+    nodes = dbt_build(home, load_settings(home), as_of(day), progress)
+    return {"dbt_nodes": len(nodes)}

@@ -1,0 +1,43 @@
+"""Step 3, priors: an empirical-Bayes Beta prior per (behaviour cell, action) and the Beta
+posterior of every (user, action), from `marts.action_outcomes` (see decide/priors.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from nudgeflow.config import load_settings
+from nudgeflow.decide.action_space import action_space
+from nudgeflow.decide.priors import empirical_bayes_prior, posterior
+from nudgeflow.steps.progress import Progress, say
+from nudgeflow.warehouse import connect, read, replace_partition
+
+
+def run_actions(con, settings) -> pl.DataFrame:
+    """The action space of this run: the catalogue's channels and labels, the allowed send
+    hours and the frequency buckets."""
+    channels = read(con, "select distinct channel from marts.catalogue")["channel"].to_list()
+    labels = read(con, "select distinct action_set, action from marts.catalogue_labels")
+    return action_space(channels, labels, settings.send_hours, settings.frequency_bucket_hours)
+
+
+def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
+    """Empirical-Bayes prior per (cell, action) and the Beta posterior of every (user, action)."""
+    settings = load_settings(home)
+    with connect(home) as con:
+        users = read(con, "select user_id, cell from marts.user_features where not is_holdout")
+        # the evidence with forgetting (older sends weigh less; see action_outcomes)
+        outcomes = read(con, "select user_id, action_set, action, weighted_successes as successes, "
+                             "weighted_trials as trials from marts.action_outcomes")
+        actions = run_actions(con, settings)
+        prior = empirical_bayes_prior(outcomes, read(con, "select user_id, cell from marts.user_features"),
+                                      max_strength=settings.prior_max_strength,
+                                      min_users=settings.prior_min_users)
+        post = posterior(users, actions, prior, outcomes)
+        replace_partition(con, "decide.priors", day, prior.with_columns(schedule_date=pl.lit(day)))
+        replace_partition(con, "decide.posteriors", day, post.with_columns(schedule_date=pl.lit(day)))
+    say(progress, f"priors: {prior.height} (cell, action) priors; posteriors for {users.height} users "
+                  f"x {actions.height} actions")
+    return {"users": users.height, "actions": actions.height, "priors": prior.height}

@@ -1,0 +1,32 @@
+"""Step 5, schedule: D's rows of `send_schedule` in the warehouse and in its Parquet export."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from nudgeflow import __version__
+from nudgeflow.steps.progress import Progress, say
+from nudgeflow.warehouse import connect, read, replace_partition, write_parquet_atomically
+
+POLICY = f"nudgeflow-agentic/{__version__}"
+
+
+def export_path(home: Path, day: dt.date) -> Path:
+    """HOME/exports/send_schedule/date=D/part-0.parquet, as the contract fixes it."""
+    return Path(home) / "exports" / "send_schedule" / f"date={day.isoformat()}" / "part-0.parquet"
+
+
+def step_schedule(home: Path, day: dt.date, run_id: str, progress: Progress = None) -> dict:
+    """Write D's rows of `send_schedule` and replace its Parquet export atomically."""
+    with connect(home) as con:
+        rows = read(con, "select schedule_date, user_id, message_id, channel, send_at, actions, propensity "
+                         "from decide.choices where schedule_date = ? order by user_id", [day])
+        rows = rows.with_columns(policy=pl.lit(POLICY), run_id=pl.lit(run_id))
+        replace_partition(con, "main.send_schedule", day, rows)
+    path = export_path(home, day)
+    write_parquet_atomically(rows, path)
+    say(progress, f"schedule: {rows.height} rows -> {path}")
+    return {"rows": rows.height, "export": str(path)}

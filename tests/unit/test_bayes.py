@@ -1,0 +1,141 @@
+"""The decision math: empirical-Bayes priors, posteriors and keyed Thompson draws."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from nudgeflow.decide.priors import POPULATION, empirical_bayes_prior, fit_beta_binomial, posterior
+from nudgeflow.decide.sampling import beta_sample, draw_keys, thompson_sample
+from nudgeflow.config import Settings
+
+
+def _beta_binomial(rng, a, b, users, lo=2, hi=30):
+    p = rng.beta(a, b, size=users)
+    n = rng.integers(lo, hi, size=users)
+    return rng.binomial(n, p), n
+
+
+def test_method_of_moments_recovers_known_beta_parameters():
+    rng = np.random.default_rng(7)
+    s, n = _beta_binomial(rng, 3.0, 7.0, 5_000)
+    fit = fit_beta_binomial(pl.DataFrame({"g": "x", "successes": s, "trials": n}), ["g"], max_strength=1e9)
+    assert fit["alpha"][0] == pytest.approx(3.0, rel=0.15)
+    assert fit["beta"][0] == pytest.approx(7.0, rel=0.15)
+
+
+def test_strength_is_capped_and_binomial_data_hits_the_cap():
+    rng = np.random.default_rng(1)
+    n = rng.integers(5, 20, size=2_000)
+    s = rng.binomial(n, 0.3)  # no overdispersion: rho ~ 0, strength would be infinite
+    fit = fit_beta_binomial(pl.DataFrame({"g": "x", "successes": s, "trials": n}), ["g"], max_strength=10)
+    assert fit["strength"][0] == pytest.approx(10)
+    assert fit["alpha"][0] / 10 == pytest.approx(0.3, abs=0.02)
+
+
+def test_hand_computed_moments():
+    # two users: 1/2 and 3/4; mu = (4 + .5) / (6 + 1) = 0.642857
+    fit = fit_beta_binomial(pl.DataFrame({"g": ["x", "x"], "successes": [1, 3], "trials": [2, 4]}), ["g"], 100.0)
+    mu = 4.5 / 7
+    ss = 2 * (0.5 - mu) ** 2 + 4 * (0.75 - mu) ** 2
+    rho = (ss / (mu * (1 - mu)) - 1) / 4
+    strength = min(100.0, 1 / rho - 1) if rho > 1 / 101 else 100.0
+    assert fit["mean"][0] == pytest.approx(mu)
+    assert fit["strength"][0] == pytest.approx(strength)
+
+
+def _outcomes():
+    rng = np.random.default_rng(3)
+    rows = []
+    for cell, p in (("a", 0.8), ("b", 0.2)):
+        for i in range(100):
+            n = 5
+            rows.append({"user_id": f"{cell}{i}", "cell": cell, "action_set": "channel", "action": "push",
+                         "successes": int(rng.binomial(n, p)), "trials": n})
+    return pl.DataFrame(rows)
+
+
+def test_cold_start_user_gets_the_prior_of_their_cell():
+    out = _outcomes()
+    prior = empirical_bayes_prior(out.drop("cell"), out.select("user_id", "cell"), max_strength=10, min_users=20)
+    users = pl.DataFrame({"user_id": ["new_a", "new_b", "new_c"], "cell": ["a", "b", "thin"]})
+    actions = pl.DataFrame({"action_set": ["channel", "channel"], "action": ["push", "email"]})
+    post = posterior(users, actions, prior, out.drop("cell")).with_columns(
+        mean=pl.col("alpha") / (pl.col("alpha") + pl.col("beta")))
+    push = {r["user_id"]: r for r in post.filter(pl.col("action") == "push").iter_rows(named=True)}
+    assert push["new_a"]["mean"] > 0.7 and push["new_a"]["prior_source"] == "cell"
+    assert push["new_b"]["mean"] < 0.3
+    assert push["new_c"]["prior_source"] == "population"
+    assert 0.4 < push["new_c"]["mean"] < 0.6
+    email = post.filter(pl.col("action") == "email")
+    assert email["prior_source"].unique().to_list() == ["uniform"]
+    assert (email["alpha"] == 1).all() and (email["beta"] == 1).all()
+    assert POPULATION in prior["cell"].to_list()
+
+
+def test_cells_that_differ_only_by_noise_share_the_population_mean():
+    # 8 cells of 60 users with the same true rate 0.35: their raw means differ by sampling noise
+    rng = np.random.default_rng(11)
+    rows = [{"user_id": f"c{c}u{i}", "cell": f"c{c}", "action_set": "send_hour", "action": "9",
+             "successes": int(rng.binomial(4, 0.35)), "trials": 4} for c in range(8) for i in range(60)]
+    out = pl.DataFrame(rows)
+    raw = out.group_by("cell").agg((pl.col("successes").sum() / pl.col("trials").sum()).alias("m"))["m"]
+    assert raw.max() - raw.min() > 0.05
+    prior = empirical_bayes_prior(out.drop("cell"), out.select("user_id", "cell"), max_strength=10, min_users=20)
+    cell = prior.filter(pl.col("source") == "cell")
+    assert cell.height == 8
+    means = cell["alpha"] / (cell["alpha"] + cell["beta"])
+    pop = prior.filter(pl.col("cell") == POPULATION)
+    pop_mean = pop["alpha"][0] / (pop["alpha"][0] + pop["beta"][0])
+    assert (means - pop_mean).abs().max() < 0.01
+
+
+def test_cells_that_really_differ_keep_their_means():
+    out = _outcomes()  # cells a and b at 0.8 and 0.2
+    prior = empirical_bayes_prior(out.drop("cell"), out.select("user_id", "cell"), max_strength=10, min_users=20)
+    raw = dict(out.group_by("cell").agg((pl.col("successes").sum() / pl.col("trials").sum()).alias("m")).iter_rows())
+    for r in prior.filter(pl.col("source") == "cell").iter_rows(named=True):
+        assert r["alpha"] / (r["alpha"] + r["beta"]) == pytest.approx(raw[r["cell"]], abs=0.01)
+
+
+def test_a_user_with_much_evidence_is_dominated_by_it():
+    # with the production cap: cell a's users all respond at 80 %, so the fitted strength
+    # is the cap, and a user needs many more sends than the cap to outweigh it
+    cap = Settings().prior_max_strength
+    out = _outcomes()
+    own = pl.DataFrame({"user_id": ["veteran"], "action_set": ["channel"], "action": ["push"],
+                        "successes": [0.05 * 10 * cap], "trials": [10 * cap]})
+    prior = empirical_bayes_prior(out.drop("cell"), out.select("user_id", "cell"), max_strength=cap, min_users=20)
+    post = posterior(pl.DataFrame({"user_id": ["veteran"], "cell": ["a"]}),
+                     pl.DataFrame({"action_set": ["channel"], "action": ["push"]}), prior, own)
+    mean = post["alpha"][0] / (post["alpha"][0] + post["beta"][0])
+    assert mean < 0.15  # own 5% dominates the cell's 80%
+    assert post["prior_alpha"][0] + post["prior_beta"][0] <= cap + 1e-9
+
+
+@pytest.mark.parametrize("a,b", [(0.4, 0.6), (1.0, 1.0), (2.0, 9.0), (40.0, 12.0)])
+def test_keyed_beta_draws_have_the_beta_moments(a, b):
+    n = 100_000
+    x = beta_sample(np.full(n, a), np.full(n, b), np.arange(n, dtype=np.uint64) * np.uint64(2654435761))
+    assert x.min() > 0 and x.max() < 1
+    assert x.mean() == pytest.approx(a / (a + b), abs=0.005)
+    assert x.var() == pytest.approx(a * b / ((a + b) ** 2 * (a + b + 1)), rel=0.05)
+
+
+def test_sharpened_draws_keep_the_mean_and_divide_the_variance():
+    n, a, b, k = 100_000, 3.0, 5.0, 4.0
+    keys = np.arange(n, dtype=np.uint64) * np.uint64(2654435761)
+    x = thompson_sample(np.full(n, a), np.full(n, b), keys, sharpness=k)
+    assert x.mean() == pytest.approx(a / (a + b), abs=0.003)
+    assert x.var() == pytest.approx(a * b / ((a + b) ** 2 * (k * (a + b) + 1)), rel=0.05)  # Beta(ka, kb)
+    assert np.array_equal(thompson_sample(np.full(n, a), np.full(n, b), keys), beta_sample(np.full(n, a), np.full(n, b), keys))
+
+
+def test_draws_repeat_for_the_same_key_and_do_not_depend_on_other_users():
+    alpha, beta = np.full((3, 2), 2.0), np.full((3, 2), 3.0)
+    k1 = draw_keys(0, 740000, ["u1", "u2", "u3"], ["channel=push", "channel=email"])
+    k2 = draw_keys(0, 740000, ["u3", "u1"], ["channel=push", "channel=email"])
+    t1, t2 = thompson_sample(alpha, beta, k1), thompson_sample(alpha[:2], beta[:2], k2)
+    assert np.array_equal(t1, thompson_sample(alpha, beta, k1))
+    assert np.array_equal(t1[2], t2[0]) and np.array_equal(t1[0], t2[1])
+    other_day = thompson_sample(alpha, beta, draw_keys(0, 740001, ["u1", "u2", "u3"], ["channel=push", "channel=email"]))
+    assert not np.array_equal(t1, other_day)
