@@ -84,3 +84,64 @@
         and weights.event_name = events.event_name
     group by pairs.send_id, pairs.user_id
 {%- endmacro %}
+
+{#- The per-user strata of the event weights (Mantel-Haenszel, see event_weights_history),
+    for the weights dates of the relation or CTE `horizons` (weights_as_of, horizon_start,
+    horizon_end, horizon_us): per (weights_as_of, user_id, event_name) the user's events of the
+    horizon that are / are not followed by a goal (n_followed, n_not_followed), the user's
+    followed time in it (us_followed, microseconds) and the horizon's length (horizon_us).
+    event_weights_history sums them; marts.event_weight_strata keeps those of the as-of date
+    (for intervals that resample users). -#}
+{% macro event_weight_strata(horizons) -%}
+    with per_user as (
+        select
+            horizons.weights_as_of,
+            labelled.user_id,
+            labelled.event_name,
+            count(*) filter (where labelled.is_followed) as n_followed,
+            count(*) filter (where not labelled.is_followed) as n_not_followed
+        from {{ horizons }} as horizons
+        inner join {{ ref('int_events__goal_followed') }} as labelled
+            on labelled.event_ts >= horizons.horizon_start
+            and labelled.event_ts < horizons.horizon_end
+        group by all
+    ),
+
+    followed_time as (
+        select
+            horizons.weights_as_of,
+            goals.user_id,
+            sum(
+                epoch_us(least(goals.goal_ts, horizons.horizon_end))
+                - epoch_us(greatest(goals.followed_from, horizons.horizon_start))
+            ) as us_followed
+        from {{ horizons }} as horizons
+        inner join {{ ref('int_goals__followed_time') }} as goals
+            on goals.goal_ts > horizons.horizon_start
+            and goals.followed_from < horizons.horizon_end
+        group by all
+    )
+
+    select
+        per_user.*,
+        horizons.horizon_us,
+        coalesce(followed_time.us_followed, 0) as us_followed
+    from per_user
+    inner join {{ horizons }} as horizons
+        on horizons.weights_as_of = per_user.weights_as_of
+    left join followed_time
+        on followed_time.weights_as_of = per_user.weights_as_of
+        and followed_time.user_id = per_user.user_id
+{%- endmacro %}
+
+{#- The horizon of each weights date of the relation or CTE `dates` (weights_as_of): event_ts in
+    [d - weight_horizon_days, d - weight_window_hours), horizon_us long. -#}
+{% macro weight_horizons(dates) -%}
+    select
+        weights_as_of,
+        weights_as_of - {{ hours(var('weight_horizon_days') ~ ' * 24') }} as horizon_start,
+        weights_as_of - {{ hours(var('weight_window_hours')) }} as horizon_end,
+        epoch_us(weights_as_of - {{ hours(var('weight_window_hours')) }})
+        - epoch_us(weights_as_of - {{ hours(var('weight_horizon_days') ~ ' * 24') }}) as horizon_us
+    from {{ dates }}
+{%- endmacro %}

@@ -65,7 +65,7 @@ candidates as (
         and treated.feature_date = to_score.feature_date
     inner join features as control
         on control.feature_date = treated.feature_date
-        {%- if var('control_pool', 'cell') == 'group' %}
+        {%- if var('control_pool') == 'group' %}
         and regexp_replace(control.cell, '/a[0-9]+$', '') = regexp_replace(treated.cell, '/a[0-9]+$', '')
         {%- else %}
         and control.cell = treated.cell

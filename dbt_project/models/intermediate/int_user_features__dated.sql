@@ -13,7 +13,7 @@
 -- n_events_28d, so cells hold about cell_size users. Inside a cell, controls are the nearest
 -- by Euclidean distance on the z-scores of ln(1 + n_events_28d), ln(1 + n_goal_28d),
 -- active_days_28d and days_since_last_event (capped at 28).
-{%- set feature_days = 28 %}
+{%- set feature_days = var('feature_window_days') | int %}
 with feature_dates as (
     select cast({{ as_of() }} as timestamp) as feature_date
     union

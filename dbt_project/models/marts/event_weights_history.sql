@@ -10,7 +10,7 @@
 -- P(e | Goal) is the probability of observing e in a moment that a goal event follows within
 -- weight_window_hours, P(e | no Goal) in a moment that none follows: e's rate per hour in the
 -- user's followed time (int_goals__followed_time, F_u hours of the horizon) and in the rest
--- (T - F_u hours). Their ratio is estimated within users and pooled over users by
+-- (T - F_u hours; the per-user strata: macro event_weight_strata). Their ratio is estimated within users and pooled over users by
 -- Mantel-Haenszel, so that users who are simply more active (more goals and more of every
 -- event) do not make every event look predictive:
 --   ratio_e = sum_u a_ue (T - F_u) / T  /  sum_u b_ue F_u / T
@@ -40,55 +40,11 @@ new_dates as (
 ),
 
 horizons as (
-    select
-        weights_as_of,
-        weights_as_of - {{ hours(var('weight_horizon_days') ~ ' * 24') }} as horizon_start,
-        weights_as_of - {{ hours(var('weight_window_hours')) }} as horizon_end,
-        epoch_us(weights_as_of - {{ hours(var('weight_window_hours')) }})
-        - epoch_us(weights_as_of - {{ hours(var('weight_horizon_days') ~ ' * 24') }}) as horizon_us
-    from new_dates
-),
-
-per_user as (
-    select
-        horizons.weights_as_of,
-        labelled.user_id,
-        labelled.event_name,
-        count(*) filter (where labelled.is_followed) as n_followed,
-        count(*) filter (where not labelled.is_followed) as n_not_followed
-    from horizons
-    inner join {{ ref('int_events__goal_followed') }} as labelled
-        on labelled.event_ts >= horizons.horizon_start
-        and labelled.event_ts < horizons.horizon_end
-    group by all
-),
-
-followed_time as (
-    select
-        horizons.weights_as_of,
-        goals.user_id,
-        sum(
-            epoch_us(least(goals.goal_ts, horizons.horizon_end))
-            - epoch_us(greatest(goals.followed_from, horizons.horizon_start))
-        ) as us_followed
-    from horizons
-    inner join {{ ref('int_goals__followed_time') }} as goals
-        on goals.goal_ts > horizons.horizon_start
-        and goals.followed_from < horizons.horizon_end
-    group by all
+    {{ weight_horizons('new_dates') }}
 ),
 
 strata as (
-    select
-        per_user.*,
-        horizons.horizon_us,
-        coalesce(followed_time.us_followed, 0) as us_followed
-    from per_user
-    inner join horizons
-        on horizons.weights_as_of = per_user.weights_as_of
-    left join followed_time
-        on followed_time.weights_as_of = per_user.weights_as_of
-        and followed_time.user_id = per_user.user_id
+    {{ event_weight_strata('horizons') }}
 ),
 
 counts as (

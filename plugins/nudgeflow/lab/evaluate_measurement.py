@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import inspect
 import json
 import shutil
 import time
@@ -216,7 +215,8 @@ class Scratch:
         self.built = False
         self.last: Settings | None = None
 
-    def measure(self, settings: Settings, targets: tuple[str, ...] = ("send_outcomes", "event_weights")) -> float:
+    def measure(self, settings: Settings,
+                targets: tuple[str, ...] = ("send_outcomes", "event_weights", "event_weight_strata")) -> float:
         """dbt run --full-refresh of the Measure models with these settings; seconds."""
         from nudgeflow.steps.measure import dbt_args, run_dbt
 
@@ -227,20 +227,15 @@ class Scratch:
             same = ("goal_event", "weight_window_hours", "weight_horizon_days", "window_hours")
             if self.last is not None and all(getattr(settings, f) == getattr(self.last, f) for f in same):
                 # neighbours / half-life only: event weights and features are unchanged
-                select += ["event_weights_history", "int_user_features__dated", "int_sends__to_score",
-                           "int_events__in_windows"]
+                select += ["event_weights_history", "event_weight_strata", "int_user_features__dated",
+                           "int_sends__to_score", "int_events__in_windows"]
         self.last = settings
         extra = ["--full-refresh", *select]
-        new_api = "as_of" in inspect.signature(run_dbt).parameters  # as_of passed to run_dbt
-        args = (dbt_args("run", self.dir, settings, *extra) if new_api
-                else dbt_args("run", self.dir, settings, self.as_of, *extra))
+        args = dbt_args("run", self.dir, settings, *extra)
         if self.extra_vars:  # method options beyond the settings (dbt vars with defaults)
             i = args.index("--vars") + 1
             args[i] = json.dumps({**json.loads(args[i]), **self.extra_vars})
-        if new_api:
-            run_dbt(args, self.dir, self.as_of)
-        else:
-            run_dbt(args, self.dir)
+        run_dbt(args, self.dir, self.as_of)
         self.built = True
         return time.perf_counter() - t0
 
@@ -556,62 +551,21 @@ def run_config(ctx: Context, settings: Settings, sends: pl.DataFrame | None = No
 # ----------------------------------------------------------------------------- event weights
 
 
-def event_weight_table(con, settings: Settings, as_of: dt.datetime, boot_reps: int, seed: int,
-                       goal_event: str | None = None) -> list[dict]:
+def event_weight_table(con, settings: Settings, boot_reps: int, seed: int, *, production: bool = True) -> list[dict]:
     """Event weights of the as-of horizon with 95 % user-bootstrap intervals.
 
-    Recomputed here with the estimator of marts.event_weights_history, so that the users can
-    be resampled and another goal event tried on the same data: events of
-    [as_of - weight_horizon_days, as_of - weight_window_hours) (T long), followed when a goal
-    event of the same user comes in (t, t + weight_window_hours]; a user's followed time F_u
-    is the part of the horizon in which an event would be followed; the within-user
-    Mantel-Haenszel ratio (sum_u a_ue (T - F_u) / T + 0.5) / (sum_u b_ue F_u / T + 0.5); the
-    goal event weighs max(1, the largest other weight). ``llr`` is the estimate for every
-    event (the goal's included), ``weight`` what the outcomes use; ``production_weight`` is
-    the warehouse's value when the goal is the settings' one."""
-    goal = goal_event or settings.goal_event
-    # literal bounds: DuckDB plans an ASOF join after a filter on a joined bounds row ~100x slower
-    lo = as_of - dt.timedelta(days=settings.weight_horizon_days)
-    hi = as_of - dt.timedelta(hours=settings.weight_window_hours)
-    win = f"to_microseconds({int(round(settings.weight_window_hours * 3600e6))})"
-    bounds = {"lo": lo, "hi": hi, "as_of": as_of, "goal": goal}
-    per_user = con.sql(f"""
-        with events as (
-            select user_id, event_name, event_ts
-            from wh.staging.stg_raw__events
-            where event_ts >= $lo::timestamp and event_ts < $as_of::timestamp
-        ),
-        goals as (select user_id, event_ts as goal_ts from events where event_name = $goal),
-        observed as (select * from events where event_ts < $hi::timestamp),
-        labelled as (
-            select o.user_id, o.event_name,
-                   coalesce(g.goal_ts <= o.event_ts + {win}, false) as is_followed
-            from observed as o
-            asof left join goals as g on g.user_id = o.user_id and g.goal_ts > o.event_ts
-        )
-        select user_id, event_name,
-               count(*) filter (where is_followed) as nf,
-               count(*) filter (where not is_followed) as nn
-        from labelled
-        group by all
-        """, params=bounds).pl()
-    followed = con.sql(f"""
-        with goals as (
-            select user_id, event_ts as goal_ts,
-                   lag(event_ts) over (partition by user_id order by event_ts) as prev_ts
-            from wh.staging.stg_raw__events
-            where event_name = $goal and event_ts < $as_of::timestamp
-        )
-        select user_id,
-               sum(greatest(0, epoch_us(least(goal_ts, $hi::timestamp))
-                   - epoch_us(greatest(goal_ts - {win}, coalesce(prev_ts, goal_ts - {win}), $lo::timestamp))))
-                   as us_followed
-        from goals
-        group by user_id
-        """, params={k: bounds[k] for k in ("lo", "hi", "as_of", "goal")}).pl()
-    horizon_us = (settings.weight_horizon_days * 24 - settings.weight_window_hours) * 3600e6
+    Computed from ``marts.event_weight_strata``, the per-user strata that dbt sums into
+    ``event_weights`` (the estimator is written once, in dbt), so that the users can be
+    resampled: the within-user Mantel-Haenszel ratio (sum_u a_ue (T - F_u) / T + 0.5) /
+    (sum_u b_ue F_u / T + 0.5); the goal event (``settings.goal_event``, the one the scratch
+    warehouse was built with) weighs max(1, the largest other weight). ``llr`` is the
+    estimate for every event (the goal's included), ``weight`` what the outcomes use;
+    ``production_weight`` is the warehouse's ``event_weights`` value (when ``production``)."""
+    goal = settings.goal_event
+    per_user = con.sql("select user_id, event_name, n_followed as nf, n_not_followed as nn, us_followed, "
+                       "horizon_us from wh.marts.event_weight_strata").pl()
     prod = dict(con.execute("select event_name, weight from wh.marts.event_weights").fetchall()) \
-        if goal == settings.goal_event else {}
+        if production else {}
     names = sorted(set(per_user["event_name"].unique().to_list()) | {goal})
     uid = per_user["user_id"].unique().sort()
     ei = per_user.join(pl.DataFrame({"event_name": names, "_e": np.arange(len(names))}),
@@ -622,9 +576,8 @@ def event_weight_table(con, settings: Settings, as_of: dt.datetime, boot_reps: i
     nn = np.zeros((len(uid), len(names)))
     nf[ui, ei] = per_user["nf"].to_numpy()
     nn[ui, ei] = per_user["nn"].to_numpy()
-    f_us = pl.DataFrame({"user_id": uid}).join(followed, on="user_id", how="left",
-                                               maintain_order="left")["us_followed"].fill_null(0)
-    share = f_us.to_numpy().astype(np.float64) / horizon_us
+    share = np.zeros(len(uid))
+    share[ui] = per_user["us_followed"].to_numpy().astype(np.float64) / per_user["horizon_us"].to_numpy()
     mh_f = nf * (1 - share)[:, None]  # a_ue (T - F_u) / T
     mh_n = nn * share[:, None]        # b_ue F_u / T
     bw = np.random.default_rng([seed, 777]).poisson(1.0, (boot_reps, len(uid))).astype(np.float64)
@@ -710,7 +663,7 @@ def evaluate(home: Path, *, sweeps: bool = True, replicates: int = 200, seed: in
             where (prev_ts is null or prev_ts < sent_ts - interval {int(settings.window_hours)} hour)
               and (next_ts is null or next_ts >= sent_ts + interval {int(settings.window_hours)} hour)
             """).fetchall()
-        ew = event_weight_table(con, settings, as_of, replicates, seed)
+        ew = event_weight_table(con, settings, replicates, seed)
     finally:
         con.close()
     clean_ids = pl.DataFrame({"send_id": [r[0] for r in clean]})
@@ -723,16 +676,6 @@ def evaluate(home: Path, *, sweeps: bool = True, replicates: int = 200, seed: in
             "estimators": compare({e: sub[e].to_numpy() for e in ESTIMATORS}, sub["true_delta_y"].to_numpy(),
                                   sub["true_effect"].to_numpy(), sub["uidx"].to_numpy(), boot)}
     results["event_weights"] = ew
-    # the same world with another goal event must rank the events differently
-    other_goal = "add_to_cart" if settings.goal_event != "add_to_cart" else "view_item"
-    con = scratch.connect()
-    try:
-        results["event_weights_other_goal"] = {
-            "goal_event": other_goal,
-            "rows": event_weight_table(con, settings, as_of, replicates, seed, goal_event=other_goal)}
-    finally:
-        con.close()
-
     if sweeps:
         results["sweeps"] = {"neighbours": [], "half_life_hours": [], "window_hours": []}
         sends = base_sends.select("send_id")
@@ -752,6 +695,16 @@ def evaluate(home: Path, *, sweeps: bool = True, replicates: int = 200, seed: in
                                f"{time.perf_counter() - t0:.0f}s")
             r = {**r, "value": value}
             results["sweeps"][name].append(r)
+    # the same world with another goal event must rank the events differently (dbt again)
+    other_goal = "add_to_cart" if settings.goal_event != "add_to_cart" else "view_item"
+    other = dataclasses.replace(settings, goal_event=other_goal)
+    scratch.measure(other, targets=("event_weight_strata", "event_weights"))
+    con = scratch.connect()
+    try:
+        results["event_weights_other_goal"] = {
+            "goal_event": other_goal, "rows": event_weight_table(con, other, replicates, seed, production=False)}
+    finally:
+        con.close()
     results["seconds"] = round(time.perf_counter() - started, 1)
     out_dir = home / "evaluation"
     out_dir.mkdir(parents=True, exist_ok=True)
