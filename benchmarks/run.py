@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from nudgeflow.steps import run
 from nudgeflow.lab.simulate import create_world, deliver
+from nudgeflow.steps import run
 
 
 def peak_mib() -> float:
@@ -29,8 +29,10 @@ def main() -> None:
     try:
         t = time.perf_counter()
         create_world(root / "sim", users=sim_users, history_days=28, seed=1)
-        print(f"simulate: {sim_users} users x 28 days in {time.perf_counter() - t:.1f}s "
-              f"(peak RSS so far {peak_mib():.0f} MiB)")
+        print(
+            f"simulate: {sim_users} users x 28 days in {time.perf_counter() - t:.1f}s "
+            f"(peak RSS so far {peak_mib():.0f} MiB)"
+        )
 
         home = root / "loop"
         start = dt.date(2026, 1, 5)

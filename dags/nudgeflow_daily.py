@@ -44,23 +44,29 @@ def _day(ds: str) -> dt.date:
     doc_md=__doc__ + "\n\n" + HOME_NOTE,
 )
 def nudgeflow_daily():
-    @task(doc_md="**Ingest**: copy newly landed files of `landing/<table>/` into `raw.*`; "
-                 "files that break the contract go to `raw.quarantined_files` with a reason.")
+    @task(
+        doc_md="**Ingest**: copy newly landed files of `landing/<table>/` into `raw.*`; "
+        "files that break the contract go to `raw.quarantined_files` with a reason."
+    )
     def ingest(ds=None) -> dict:
         from nudgeflow.steps import step_ingest
 
         return step_ingest(_home(), _day(ds), print)
 
-    @task(doc_md="**Measure** (`dbt build`): event weights w_e (log-likelihood ratio), decayed "
-                 "pre/post outcomes per send, k-nearest-neighbour controls, difference-in-differences "
-                 "effect, binarised reward, and successes/trials per (user, action).")
+    @task(
+        doc_md="**Measure** (`dbt build`): event weights w_e (log-likelihood ratio), decayed "
+        "pre/post outcomes per send, k-nearest-neighbour controls, difference-in-differences "
+        "effect, binarised reward, and successes/trials per (user, action)."
+    )
     def measure(_ingested: dict, ds=None) -> dict:
         from nudgeflow.steps import step_measure
 
         return step_measure(_home(), _day(ds), print)
 
-    @task(doc_md="**Priors**: empirical-Bayes Beta prior per (behaviour cell, action) and the Beta "
-                 "posterior of every (user, action).")
+    @task(
+        doc_md="**Priors**: empirical-Bayes Beta prior per (behaviour cell, action) and the Beta "
+        "posterior of every (user, action)."
+    )
     def priors(_measured: dict, ds=None) -> dict:
         from nudgeflow.steps import step_priors
 
@@ -72,15 +78,19 @@ def nudgeflow_daily():
 
         return step_sample(_home(), _day(ds), print)
 
-    @task(doc_md="**Match**: send hour, send-or-wait (frequency) and the eligible message closest to "
-                 "the sampled actions; propensity by resampling the posteriors.")
+    @task(
+        doc_md="**Match**: send hour, send-or-wait (frequency) and the eligible message closest to "
+        "the sampled actions; propensity by resampling the posteriors."
+    )
     def match(_sampled: dict, ds=None) -> dict:
         from nudgeflow.steps import step_match
 
         return step_match(_home(), _day(ds), print)
 
-    @task(doc_md="**Schedule**: replace D's rows of `send_schedule` and its Parquet export "
-                 "`exports/send_schedule/date=D/part-0.parquet` (atomically).")
+    @task(
+        doc_md="**Schedule**: replace D's rows of `send_schedule` and its Parquet export "
+        "`exports/send_schedule/date=D/part-0.parquet` (atomically)."
+    )
     def schedule(_matched: dict, ds=None, run_id=None) -> dict:
         from nudgeflow.steps import step_schedule
 

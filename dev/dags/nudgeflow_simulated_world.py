@@ -24,8 +24,10 @@ from airflow.sdk import dag, task
     doc_md=__doc__,
 )
 def nudgeflow_simulated_world():
-    @task(doc_md="**Deliver**: the sends of D's schedule happen at `send_at`; every user's events of "
-                 "day D are simulated, including the true effect of each message.")
+    @task(
+        doc_md="**Deliver**: the sends of D's schedule happen at `send_at`; every user's events of "
+        "day D are simulated, including the true effect of each message."
+    )
     def deliver(ds=None) -> dict:
         from nudgeflow.config import resolve_home
         from nudgeflow.lab.simulate import deliver as deliver_day

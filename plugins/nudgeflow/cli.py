@@ -6,15 +6,18 @@ import datetime as dt
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
 from nudgeflow.config import NudgeflowError, parse_date, resolve_home
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Personalised, incrementality-driven marketing messages.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Personalised, incrementality-driven marketing messages.",
+)
 console = Console(stderr=True)
 
 HomeOption = typer.Option(None, "--home", help="Home folder (default: $NUDGEFLOW_HOME, else ./data).")
@@ -32,32 +35,36 @@ def _progress(message: str) -> None:
 
 @app.command()
 def run(
-    home: Optional[Path] = HomeOption,
+    home: Path | None = HomeOption,
     date: str = typer.Option(..., "--date", help="Schedule date D (YYYY-MM-DD): plans sends in [D, D+1) UTC."),
-    run_id: Optional[str] = typer.Option(None, help="Run id written to send_schedule (default manual__D)."),
+    run_id: str | None = typer.Option(None, help="Run id written to send_schedule (default manual__D)."),
 ) -> None:
     """Plan the sends of one day: ingest, measure (dbt), priors, sampling, matching, schedule."""
-    from nudgeflow.steps import run as run_day
     from nudgeflow.config import load_settings
+    from nudgeflow.steps import run as run_day
 
     root = resolve_home(home)
     day = parse_date(date)
     load_settings(root)  # fail early on a malformed settings file
     started = time.perf_counter()
     result = run_day(root, day, run_id=run_id, progress=_progress)
-    _progress(f"{result['rows']} sends scheduled for {day} in {time.perf_counter() - started:.1f}s "
-              f"({', '.join(f'{k} {v}s' for k, v in result['timings'].items())})")
+    _progress(
+        f"{result['rows']} sends scheduled for {day} in {time.perf_counter() - started:.1f}s "
+        f"({', '.join(f'{k} {v}s' for k, v in result['timings'].items())})"
+    )
 
 
 @app.command()
 def remeasure(
-    home: Optional[Path] = HomeOption,
-    date: str = typer.Option(..., "--date", help="As-of date D (YYYY-MM-DD): measures what was matured at D 00:00 UTC."),
+    home: Path | None = HomeOption,
+    date: str = typer.Option(
+        ..., "--date", help="As-of date D (YYYY-MM-DD): measures what was matured at D 00:00 UTC."
+    ),
 ) -> None:
     """Rebuild the Measure step from scratch (dbt build --full-refresh): every send rescored,
     every event-weights date recomputed. Needed once after an upgrade that changes them."""
-    from nudgeflow.steps.measure import dbt_build
     from nudgeflow.config import as_of, load_settings
+    from nudgeflow.steps.measure import dbt_build
 
     root = resolve_home(home)
     day = parse_date(date)
@@ -69,7 +76,7 @@ def remeasure(
 
 @app.command()
 def report(
-    home: Optional[Path] = HomeOption,
+    home: Path | None = HomeOption,
     days: int = typer.Option(14, help="Measure over the last N simulated days."),
 ) -> None:
     """Goal events and GMV per user, agentic vs holdout, and the sign agreement with the truth."""
@@ -80,7 +87,7 @@ def report(
 
 @app.command()
 def explain(
-    home: Optional[Path] = HomeOption,
+    home: Path | None = HomeOption,
     user: str = typer.Option(..., "--user", help="The user_id."),
     date: str = typer.Option(..., "--date", help="Schedule date D (YYYY-MM-DD) of a run."),
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
@@ -88,7 +95,8 @@ def explain(
     """Why the run for D chose what it did for one user: priors, posteriors, draws, scores."""
     import json
 
-    from nudgeflow.explain import explain as explain_user, print_explanation
+    from nudgeflow.explain import explain as explain_user
+    from nudgeflow.explain import print_explanation
 
     result = explain_user(resolve_home(home), user, parse_date(date))
     if as_json:

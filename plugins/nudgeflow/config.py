@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -17,12 +17,32 @@ class NudgeflowError(Exception):
     """An error a user can fix (bad home, settings or date); the CLI prints it on one line."""
 
 
-def setting(default, doc: str, *, unit: str = "", ge=None, gt=None, le=None, lt=None,
-            contract: bool = False, dbt: bool = True, choices: tuple = ()):
+def setting(
+    default,
+    doc: str,
+    *,
+    unit: str = "",
+    ge=None,
+    gt=None,
+    le=None,
+    lt=None,
+    contract: bool = False,
+    dbt: bool = True,
+    choices: tuple = (),
+):
     """A field of :class:`Settings` with what the docs, the dbt vars and the checks need:
     its meaning, unit, bounds, whether the data contract defines it and whether dbt reads it."""
-    meta = {"doc": doc, "unit": unit, "ge": ge, "gt": gt, "le": le, "lt": lt, "contract": contract,
-            "dbt": dbt, "choices": choices}
+    meta = {
+        "doc": doc,
+        "unit": unit,
+        "ge": ge,
+        "gt": gt,
+        "le": le,
+        "lt": lt,
+        "contract": contract,
+        "dbt": dbt,
+        "choices": choices,
+    }
     return field(default=default, metadata=meta)
 
 
@@ -36,49 +56,120 @@ class Settings:
     """
 
     # ---------- the data contract's settings
-    goal_event: str = setting("purchase", "the end-of-funnel event", contract=True)
-    weight_window_hours: float = setting(72, 'an event is "followed by the goal" if the goal comes within this',
-                                         unit="hours", gt=0, contract=True)
-    half_life_hours: float = setting(24, "temporal decay of event weights around the send time",
-                                     unit="hours", gt=0, contract=True)
-    window_hours: float = setting(48, "t_delta: length of the pre and of the post window", unit="hours",
-                                  gt=0, contract=True)
+    goal_event: str = setting("purchase", "the end-of-funnel event name (any name from your events)", contract=True)
+    weight_window_hours: float = setting(
+        72, 'an event is "followed by the goal" if the goal comes within this', unit="hours", gt=0, contract=True
+    )
+    half_life_hours: float = setting(
+        24,
+        "half-life of the temporal weight 2^(-\\|t_e - t\\| / half_life) around the send time",
+        unit="hours",
+        gt=0,
+        contract=True,
+    )
+    window_hours: float = setting(
+        48,
+        "t_delta: length of the pre window [t - t_delta, t) and of the post window [t, t + t_delta)",
+        unit="hours",
+        gt=0,
+        contract=True,
+    )
     neighbours: int = setting(10, "k control users per send", ge=1, contract=True)
-    holdout_fraction: float = setting(0.10, "global control group, by a stable hash of user_id; never scheduled",
-                                      ge=0, lt=1, contract=True)
-    send_hours: tuple[int, ...] = setting(tuple(range(8, 22)), "allowed local hours", unit="hours 0..23",
-                                          ge=0, le=23, contract=True, dbt=False)
-    max_sends_per_day: int = setting(1, "per user, across channels (0: send nothing)", ge=0, le=1,
-                                     contract=True, dbt=False)
-    min_hours_between_sends: float = setting(20, "per user", unit="hours", ge=0, contract=True, dbt=False)
-    min_days_before_repeat: int = setting(14, "the same message to the same user", unit="days", ge=0,
-                                          contract=True)
-    seed: int = setting(0, "seed of the Thompson draws and propensity resampling", ge=0, contract=True,
-                        dbt=False)
+    holdout_fraction: float = setting(
+        0.10,
+        "global control group: `int(md5(user_id)[:8], 16) / 2^32 < holdout_fraction`; never scheduled",
+        ge=0,
+        lt=1,
+        contract=True,
+    )
+    send_hours: tuple[int, ...] = setting(
+        tuple(range(8, 22)),
+        "allowed local hours (the user's timezone; unknown or missing timezone means UTC)",
+        unit="hours 0..23",
+        ge=0,
+        le=23,
+        contract=True,
+        dbt=False,
+    )
+    max_sends_per_day: int = setting(
+        1,
+        "per user per schedule date, across channels (0: send nothing; more than 1 is not implemented and refused)",
+        ge=0,
+        le=1,
+        contract=True,
+        dbt=False,
+    )
+    min_hours_between_sends: float = setting(
+        20, "per user, since the last send, landed or scheduled", unit="hours", ge=0, contract=True, dbt=False
+    )
+    min_days_before_repeat: int = setting(14, "the same message to the same user", unit="days", ge=0, contract=True)
+    seed: int = setting(
+        0,
+        "seed of Thompson sampling (draws are keyed by seed, date, user, action) and of propensity resampling",
+        ge=0,
+        contract=True,
+        dbt=False,
+    )
     # ---------- Measure: beyond the contract
-    frequency_bucket_hours: tuple[int, ...] = setting((36, 84, 180), "edges of the frequency action set "
-                                                      "(gap since the user's previous send)", unit="hours", gt=0)
-    weight_horizon_days: int = setting(28, "events used to fit the event weights", unit="days", ge=1)
-    feature_window_days: int = setting(28, "activity window of the user features that match controls "
-                                       "(columns *_28d keep their names)", unit="days", ge=1)
-    min_controls: int = setting(1, "a send is scored only with at least this many controls", ge=1)
-    evidence_half_life_days: float = setting(28.0, "posteriors forget: a send's evidence halves every this "
-                                             "many days (0: never)", unit="days", ge=0)
+    frequency_bucket_hours: tuple[int, ...] = setting(
+        (36, 84, 180),
+        "edges of the frequency action set: gap since the previous send, `<36h`, `36-84h`, `84-180h`, `>=180h`",
+        unit="hours",
+        gt=0,
+    )
+    weight_horizon_days: int = setting(
+        28, "event weights are estimated on the events of the last N days before the as-of time", unit="days", ge=1
+    )
+    feature_window_days: int = setting(
+        28,
+        "activity window of the user features that match controls (columns *_28d keep their names)",
+        unit="days",
+        ge=1,
+    )
+    min_controls: int = setting(1, "a send with fewer controls than this is recorded but not scored", ge=1)
+    evidence_half_life_days: float = setting(
+        28.0,
+        "posteriors forget: a measured send's evidence weighs 2^(-age in days / 28); 0 never forgets",
+        unit="days",
+        ge=0,
+    )
     cell_size: int = setting(250, "target number of users per matching cell", ge=1)
     goal_weight: float | None = setting(None, "the goal event's weight (null: max(1, the largest other weight))")
-    pre_match_candidates: int = setting(1000, "controls: the k nearest on features and Y_pre among this many "
-                                        "(0: features only)", ge=0)
+    pre_match_candidates: int = setting(
+        1000, "controls: the k nearest on features and Y_pre among this many (0: features only)", ge=0
+    )
     pre_match_weight: float = setting(4.0, "weight of the standardised Y_pre difference in that distance", ge=0)
-    control_pool: str = setting("cell", "candidates from the treated user's cell, or its whole group "
-                                "(the cell without its activity bucket)", choices=("cell", "group"))
+    control_pool: str = setting(
+        "cell",
+        "candidates from the treated user's cell, or its whole group (the cell without its activity bucket)",
+        choices=("cell", "group"),
+    )
     # ---------- Decide: beyond the contract
-    prior_max_strength: float = setting(100.0, "cap on the strength alpha + beta of an empirical-Bayes prior",
-                                        unit="pseudo-sends", ge=1, dbt=False)
-    prior_min_users: int = setting(20, "a (cell, action) prior needs this many users with evidence, else "
-                                   "the population's", ge=1, dbt=False)
-    propensity_draws: int = setting(100, "resampling draws per user for the logged propensity", ge=1, dbt=False)
-    sampling_sharpness: float = setting(4.0, "Thompson draws from Beta(k alpha, k beta) (1: plain Thompson "
-                                        "sampling)", gt=0, dbt=False)
+    prior_max_strength: float = setting(
+        100.0,
+        "cap on alpha + beta of an empirical-Bayes prior. The method-of-moments "
+        "strength is used when the data show differences between users; when they do not (every "
+        "action of the policy worlds, see docs/policies.md), the cap binds: a user's own evidence "
+        "then outweighs the prior after about 100 sends",
+        unit="pseudo-sends",
+        ge=1,
+        dbt=False,
+    )
+    prior_min_users: int = setting(
+        20, "a behaviour cell with fewer users having evidence for an action uses the population prior", ge=1, dbt=False
+    )
+    propensity_draws: int = setting(
+        100, "resamples of the posteriors used to estimate each row's propensity", ge=1, dbt=False
+    )
+    sampling_sharpness: float = setting(
+        4.0,
+        "Thompson draws come from Beta(k·alpha, k·beta): the posterior's "
+        "mean with about 1/k of its variance (posterior reshaping, Chapelle & Li 2011). 1 is plain "
+        "Thompson sampling; 4 explores less among actions whose means differ by a few points "
+        "(docs/policies.md). Propensities are resampled with the same k",
+        gt=0,
+        dbt=False,
+    )
     policy: str = setting("agentic", "the deciding policy", choices=("agentic",), dbt=False)
 
     def dbt_vars(self) -> dict:
@@ -98,8 +189,13 @@ _FIELDS = {f.name: f for f in fields(Settings)}
 
 
 def _kind(f) -> str:
-    return {"str": "text", "float": "number", "int": "integer", "tuple[int, ...]": "list of integers",
-            "float | None": "number or null"}[str(f.type)]
+    return {
+        "str": "text",
+        "float": "number",
+        "int": "integer",
+        "tuple[int, ...]": "list of integers",
+        "float | None": "number or null",
+    }[str(f.type)]
 
 
 def _coerce(name: str, value):
@@ -129,16 +225,21 @@ def _coerce(name: str, value):
 
 
 def _integer(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or float(value) != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or float(value) != int(value)
+    ):
         raise TypeError
     return int(value)
 
 
 def _bounds_text(f) -> str:
     m = f.metadata
-    parts = [f"{op} {m[key]}" for key, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
-             if m[key] is not None]
+    parts = [
+        f"{op} {m[key]}" for key, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if m[key] is not None
+    ]
     if m["choices"]:
         parts.append("one of " + ", ".join(m["choices"]))
     return f" ({' and '.join(parts)})" if parts else ""
@@ -148,12 +249,19 @@ def _validate(s: Settings) -> None:
     """Every value inside its field's bounds, and the relations between settings."""
     for f in fields(s):
         m, value = f.metadata, getattr(s, f.name)
-        for v in (value if isinstance(value, tuple) else (value,)):
+        for v in value if isinstance(value, tuple) else (value,):
             if v is None or isinstance(v, str) and not m["choices"]:
                 continue
-            ok = (m["choices"] and v in m["choices"]) if m["choices"] else (
-                (m["ge"] is None or v >= m["ge"]) and (m["gt"] is None or v > m["gt"])
-                and (m["le"] is None or v <= m["le"]) and (m["lt"] is None or v < m["lt"]))
+            ok = (
+                (m["choices"] and v in m["choices"])
+                if m["choices"]
+                else (
+                    (m["ge"] is None or v >= m["ge"])
+                    and (m["gt"] is None or v > m["gt"])
+                    and (m["le"] is None or v <= m["le"])
+                    and (m["lt"] is None or v < m["lt"])
+                )
+            )
             if not ok:
                 raise NudgeflowError(f"nudgeflow.yml: '{f.name}' out of bounds{_bounds_text(f)}, got {_plain(value)!r}")
     if list(s.frequency_bucket_hours) != sorted(set(s.frequency_bucket_hours)):
@@ -162,16 +270,35 @@ def _validate(s: Settings) -> None:
         raise NudgeflowError("nudgeflow.yml: 'weight_horizon_days' must be longer than 'weight_window_hours'")
 
 
+SETTINGS_DOC = """# Settings: `HOME/nudgeflow.yml`
+
+<!-- generated from plugins/nudgeflow/config.py: python -m nudgeflow.config > docs/settings.md -->
+
+Every key is optional; a missing file means all defaults. An unknown key, a value of the
+wrong type or out of its bounds stops the run before any work, with a one-line error naming
+the key and its bounds. The keys marked "in the contract" are the data contract's
+(docs/contract.md); the others are nudgeflow's own. The ones "read by dbt" reach the SQL
+models as dbt vars; `dbt_project/dbt_project.yml` declares the same defaults for a dbt run by
+hand (a test keeps them equal).
+
+{table}
+"""
+
+
 def settings_table() -> str:
     """The Markdown table of every setting (docs/settings.md is generated from it)."""
-    rows = ["| setting | default | unit | bounds | in the contract | read by dbt | meaning |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| setting | default | unit | bounds | in the contract | read by dbt | meaning |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for f in fields(Settings):
         m = f.metadata
         default = _plain(f.default)
-        rows.append(f"| `{f.name}` | `{'null' if default is None else default}` | {m['unit']} | "
-                    f"{_bounds_text(f)[2:-1]} | {'yes' if m['contract'] else ''} | {'yes' if m['dbt'] else ''} "
-                    f"| {m['doc']} |")
+        rows.append(
+            f"| `{f.name}` | `{'null' if default is None else default}` | {m['unit']} | "
+            f"{_bounds_text(f)[2:-1]} | {'yes' if m['contract'] else ''} | {'yes' if m['dbt'] else ''} "
+            f"| {m['doc']} |"
+        )
     return "\n".join(rows)
 
 
@@ -234,3 +361,7 @@ def as_of(day: dt.date) -> dt.datetime:
 
 def warehouse_path(home: Path) -> Path:
     return Path(home) / "warehouse.duckdb"
+
+
+if __name__ == "__main__":  # python -m nudgeflow.config > docs/settings.md
+    print(SETTINGS_DOC.format(table=settings_table()))

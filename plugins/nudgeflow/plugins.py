@@ -22,10 +22,12 @@ def plugins() -> tuple:
     found = []
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         module = ep.load()
-        found.append(SimpleNamespace(
-            name=ep.name,
-            register=getattr(module, "register", lambda app: None),
-            report_lines=getattr(module, "report_lines", lambda home, figures: []),
-            report_sections=getattr(module, "report_sections", lambda home: []),
-        ))
+        found.append(
+            SimpleNamespace(
+                name=ep.name,
+                register=getattr(module, "register", lambda app: None),
+                report_lines=getattr(module, "report_lines", lambda home, figures: []),
+                report_sections=getattr(module, "report_sections", lambda home: []),
+            )
+        )
     return tuple(found)

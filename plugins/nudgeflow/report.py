@@ -64,8 +64,7 @@ def lift_figures(home: Path, days: int = 14) -> dict:
     ).pl()
     agentic = per_user.filter(~pl.col("is_holdout"))
     holdout = per_user.filter(pl.col("is_holdout"))
-    figures = {"window_end": str(end), "days": days, "users_agentic": agentic.height,
-               "users_holdout": holdout.height}
+    figures = {"window_end": str(end), "days": days, "users_agentic": agentic.height, "users_holdout": holdout.height}
     for metric in ("goal_events", "gmv"):
         figures[metric] = {
             "agentic": mean_ci(agentic[metric]),
@@ -87,22 +86,30 @@ def print_report(home: Path, days: int = 14) -> dict:
     f: dict = {}
     if warehouse_path(home).exists():
         f = lift_figures(home, days)
-        table = Table(title=f"Per user over the {f['days']} days before {f['window_end']} "
-                            f"(agentic n={f['users_agentic']}, holdout n={f['users_holdout']}), 95% CI")
+        table = Table(
+            title=f"Per user over the {f['days']} days before {f['window_end']} "
+            f"(agentic n={f['users_agentic']}, holdout n={f['users_holdout']}), 95% CI"
+        )
         for column in ("metric", "agentic", "holdout", "agentic - holdout", "relative"):
             table.add_column(column, justify="right")
         for metric in ("goal_events", "gmv"):
             a, h, d = f[metric]["agentic"], f[metric]["holdout"], f[metric]["difference"]
-            table.add_row(metric, f"{a[0]:.4f} [{a[1]:.4f}, {a[2]:.4f}]", f"{h[0]:.4f} [{h[1]:.4f}, {h[2]:.4f}]",
-                          f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]",
-                          f"{d[0] / h[0]:+.1%}" if h[0] else "n/a")
+            table.add_row(
+                metric,
+                f"{a[0]:.4f} [{a[1]:.4f}, {a[2]:.4f}]",
+                f"{h[0]:.4f} [{h[1]:.4f}, {h[2]:.4f}]",
+                f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]",
+                f"{d[0] / h[0]:+.1%}" if h[0] else "n/a",
+            )
         console.print(table)
         for plugin in plugins():
             for line in plugin.report_lines(home, f):
                 console.print(line, markup=False, highlight=False)
     elif not sections:
-        raise NudgeflowError(f"nothing to report in {home}: no warehouse.duckdb (run `nudgeflow run` or "
-                             "`nudgeflow demo`) and no evaluation (`nudgeflow evaluate ...`)")
+        raise NudgeflowError(
+            f"nothing to report in {home}: no warehouse.duckdb (run `nudgeflow run` or "
+            "`nudgeflow demo`) and no evaluation (`nudgeflow evaluate ...`)"
+        )
     else:
         console.print(f"{home} has no warehouse yet: only its evaluations are shown.")
     for title, rows in sections:

@@ -31,10 +31,12 @@ def connect(home: Path, *, read_only: bool = False):
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, table],
-    ).fetchall()[0][0])
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0]
+    )
 
 
 def read(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
@@ -42,8 +44,9 @@ def read(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -
     return con.sql(sql, params=params or None).pl()
 
 
-def replace_partition(con: duckdb.DuckDBPyConnection, table: str, day: dt.date, frame: pl.DataFrame,
-                      date_column: str = "schedule_date") -> None:
+def replace_partition(
+    con: duckdb.DuckDBPyConnection, table: str, day: dt.date, frame: pl.DataFrame, date_column: str = "schedule_date"
+) -> None:
     """Replace the rows of one date in `table` (created from the frame's schema if missing)."""
     schema = table.split(".")[0] if "." in table else "main"
     con.execute(f"create schema if not exists {schema}")

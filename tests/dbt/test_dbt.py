@@ -58,20 +58,20 @@ EVENTS = [
     ("events_1.csv", 2, "e2", "u1", "purchase", "2026-01-03T10:00:00", "20.0"),
     ("events_1.csv", 3, "e3", "u2", "view", "2026-01-05 00:00:00", None),
     ("events_1.csv", 4, None, "u3", "view", "2026-01-06 00:00:00", None),
-    ("events_1.csv", 5, None, "u3", "view", "2026-01-06 00:00:00", None),        # duplicate, no id
+    ("events_1.csv", 5, None, "u3", "view", "2026-01-06 00:00:00", None),  # duplicate, no id
     ("events_1.csv", 6, "e6", "u1", "view", "2026-01-17 00:00:00", None),
     ("events_1.csv", 7, "e7", "u1", "app_open", "2026-01-17T12:00:00Z", None),
     ("events_2.csv", 1, "e8", "u1", "purchase", "2026-01-18 12:00:00", "35.5"),
-    ("events_2.csv", 2, "e8", "u1", "purchase", "2026-01-18 12:00:00", "35.5"),   # duplicate event_id
+    ("events_2.csv", 2, "e8", "u1", "purchase", "2026-01-18 12:00:00", "35.5"),  # duplicate event_id
     ("events_2.csv", 3, "e9", "u2", "purchase", "2026-01-19 12:00:00", "10"),
     ("events_2.csv", 4, "e10", "u3", "purchase", "2026-01-19 13:00:00", "10"),
     ("events_2.csv", 5, "e11", "u4", "purchase", "2026-01-19 13:00:00", "10"),
     ("events_2.csv", 6, "e12", "u5", "purchase", "2026-01-19 13:00:00", "10"),
     ("events_2.csv", 7, "e13", "u6", "purchase", "2026-01-19 13:00:00", "10"),
-    ("events_2.csv", 8, "e14", "u1", "view", "yesterday", None),                   # bad timestamp
-    ("events_2.csv", 9, "e15", " ", "view", "2026-01-10 00:00:00", None),         # missing user_id
+    ("events_2.csv", 8, "e14", "u1", "view", "yesterday", None),  # bad timestamp
+    ("events_2.csv", 9, "e15", " ", "view", "2026-01-10 00:00:00", None),  # missing user_id
     ("events_2.csv", 10, "e16", "u2", "purchase", "2026-01-10 00:00:00", "ten"),  # bad value
-    ("events_2.csv", 11, "e17", "u2", "view", "2026-01-21 00:00:00", None),       # after as_of
+    ("events_2.csv", 11, "e17", "u2", "view", "2026-01-21 00:00:00", None),  # after as_of
     # goals before every weight horizon used here but inside the 28 days of features before
     # the sends' days: u2 and u5 are goal users before s1 (pre-treatment matching features)
     ("events_2.csv", 12, "e18", "u2", "purchase", "2025-12-20 12:00:00", "5"),
@@ -82,23 +82,23 @@ USERS = [
     ("users_1.csv", 2, "u2", "UTC", "GB", None),
     ("users_1.csv", 3, "u3", "Europe/London", "GB", None),
     ("users_1.csv", 4, "u4", "Asia/Tokyo", "JP", None),
-    ("users_1.csv", 5, "u5", "Mars/Olympus", None, None),                           # unknown timezone
+    ("users_1.csv", 5, "u5", "Mars/Olympus", None, None),  # unknown timezone
     ("users_1.csv", 6, "u6", "utc", "FR", None),
-    ("users_2.csv", 1, "u1", "Europe/London", "GB", "2026-01-10 00:00:00"),        # latest known: wins
-    ("users_2.csv", 2, "u1", "Asia/Tokyo", "JP", "2026-01-25 00:00:00"),           # after as_of
+    ("users_2.csv", 1, "u1", "Europe/London", "GB", "2026-01-10 00:00:00"),  # latest known: wins
+    ("users_2.csv", 2, "u1", "Asia/Tokyo", "JP", "2026-01-25 00:00:00"),  # after as_of
 ]
 CONSENTS = [
     ("consents_1.csv", 1, "u1", "Push", "true", "2026-01-01 00:00:00"),
-    ("consents_1.csv", 2, "u1", "push", "false", "2026-01-10 00:00:00"),            # latest: wins
+    ("consents_1.csv", 2, "u1", "push", "false", "2026-01-10 00:00:00"),  # latest: wins
     ("consents_1.csv", 3, "u2", "email", "yes", "2026-01-01 00:00:00"),
-    ("consents_1.csv", 4, "u3", "push", "maybe", "2026-01-01 00:00:00"),            # bad boolean
+    ("consents_1.csv", 4, "u3", "push", "maybe", "2026-01-01 00:00:00"),  # bad boolean
 ]
 SENDS = [
     ("sends_1.csv", 1, "s1", "u1", "m1", "push", "2026-01-17 12:00:00"),
     ("sends_1.csv", 2, "s3", "u3", "m2", "email", "2026-01-16 00:00:00"),
-    ("sends_2.csv", 1, "s6", "u6", "m1", "push", "2026-01-19 00:00:00"),            # not matured
-    ("sends_2.csv", 2, "s1", "u2", "m1", "push", "2026-01-18 00:00:00"),            # duplicate send_id
-    ("sends_2.csv", 3, "s7", None, "m1", "push", "2026-01-18 00:00:00"),            # missing user_id
+    ("sends_2.csv", 1, "s6", "u6", "m1", "push", "2026-01-19 00:00:00"),  # not matured
+    ("sends_2.csv", 2, "s1", "u2", "m1", "push", "2026-01-18 00:00:00"),  # duplicate send_id
+    ("sends_2.csv", 3, "s7", None, "m1", "push", "2026-01-18 00:00:00"),  # missing user_id
 ]
 MESSAGES = [
     ("messages_1.csv", 1, "m1", "push", None, None, None, None, "Hi", "Come back"),
@@ -120,42 +120,66 @@ def _create_raw(path: Path) -> None:
     con = duckdb.connect(str(path))
     con.execute("create schema raw")
     for table, columns in RAW_TABLES.items():
-        con.execute(f"create table raw.{table} ({', '.join(c + ' varchar' for c in columns)}, "
-                    "_file varchar, _row bigint)")
-    con.execute("create table raw.ingested_files (table_name varchar, _file varchar, n_rows bigint, "
-                "ingested_at timestamp)")
-    con.execute("create table raw.quarantined_files (table_name varchar, _file varchar, reason varchar, "
-                "quarantined_at timestamp)")
-    for table, rows in [("events", EVENTS), ("users", USERS), ("consents", CONSENTS), ("sends", SENDS),
-                        ("messages", MESSAGES), ("message_labels", MESSAGE_LABELS)]:
+        con.execute(
+            f"create table raw.{table} ({', '.join(c + ' varchar' for c in columns)}, _file varchar, _row bigint)"
+        )
+    con.execute(
+        "create table raw.ingested_files (table_name varchar, _file varchar, n_rows bigint, ingested_at timestamp)"
+    )
+    con.execute(
+        "create table raw.quarantined_files (table_name varchar, _file varchar, reason varchar, "
+        "quarantined_at timestamp)"
+    )
+    for table, rows in [
+        ("events", EVENTS),
+        ("users", USERS),
+        ("consents", CONSENTS),
+        ("sends", SENDS),
+        ("messages", MESSAGES),
+        ("message_labels", MESSAGE_LABELS),
+    ]:
         columns = RAW_TABLES[table]
         con.executemany(
             f"insert into raw.{table} ({', '.join(columns)}, _file, _row) "
             f"values ({', '.join('?' for _ in columns)}, ?, ?)",
             [[*values, file, row] for file, row, *values in rows],
         )
-    con.execute("insert into raw.ingested_files values "
-                "('messages', 'messages_1.csv', 2, '2026-01-01'), ('messages', 'messages_2.csv', 3, '2026-01-02')")
-    con.execute("insert into raw.quarantined_files values "
-                "('events', 'broken.parquet', 'unreadable file: not a parquet file', '2026-01-02')")
+    con.execute(
+        "insert into raw.ingested_files values "
+        "('messages', 'messages_1.csv', 2, '2026-01-01'), ('messages', 'messages_2.csv', 3, '2026-01-02')"
+    )
+    con.execute(
+        "insert into raw.quarantined_files values "
+        "('events', 'broken.parquet', 'unreadable file: not a parquet file', '2026-01-02')"
+    )
     con.close()
 
 
 def _dbt_build(tmp_path: Path, as_of: str = AS_OF, *extra: str) -> list:
     from dbt.cli.main import dbtRunner
 
-    result = dbtRunner().invoke([
-        "build",
-        "--project-dir", str(DBT_PROJECT),
-        "--profiles-dir", str(DBT_PROJECT),
-        "--target-path", str(tmp_path / "dbt" / "target"),
-        "--log-path", str(tmp_path / "dbt" / "logs"),
-        "--vars", json.dumps({"as_of": as_of}),
-        "--quiet",
-        *extra,
-    ])
-    failed = [f"{r.node.name}: {r.message}" for r in (result.result or [])
-              if str(r.status).lower() in ("error", "fail", "runtime error")]
+    result = dbtRunner().invoke(
+        [
+            "build",
+            "--project-dir",
+            str(DBT_PROJECT),
+            "--profiles-dir",
+            str(DBT_PROJECT),
+            "--target-path",
+            str(tmp_path / "dbt" / "target"),
+            "--log-path",
+            str(tmp_path / "dbt" / "logs"),
+            "--vars",
+            json.dumps({"as_of": as_of}),
+            "--quiet",
+            *extra,
+        ]
+    )
+    failed = [
+        f"{r.node.name}: {r.message}"
+        for r in (result.result or [])
+        if str(r.status).lower() in ("error", "fail", "runtime error")
+    ]
     assert result.exception is None, result.exception
     assert result.success and not failed, failed
     return list(result.result)
@@ -170,8 +194,18 @@ def _query(warehouse: Path, sql: str) -> list[tuple]:
 
 
 def _counts(warehouse: Path) -> dict[str, int]:
-    tables = ["send_outcomes", "send_actions", "action_outcomes", "quarantine", "event_weights",
-              "user_features", "catalogue", "catalogue_labels", "consents_current", "recent_sends"]
+    tables = [
+        "send_outcomes",
+        "send_actions",
+        "action_outcomes",
+        "quarantine",
+        "event_weights",
+        "user_features",
+        "catalogue",
+        "catalogue_labels",
+        "consents_current",
+        "recent_sends",
+    ]
     return {t: _query(warehouse, f"select count(*) from marts.{t}")[0][0] for t in tables}
 
 
@@ -187,8 +221,14 @@ def built(tmp_path_factory):
     controls = _query(warehouse, "select send_id, control_user_id from intermediate.int_sends__controls")
     counts_first = _counts(warehouse)
     second = _dbt_build(tmp_path)
-    yield {"tmp_path": tmp_path, "warehouse": warehouse, "first": first, "second": second,
-           "controls": controls, "counts_first": counts_first}
+    yield {
+        "tmp_path": tmp_path,
+        "warehouse": warehouse,
+        "first": first,
+        "second": second,
+        "controls": controls,
+        "counts_first": counts_first,
+    }
     mp.undo()
 
 
@@ -217,36 +257,43 @@ def test_staging_deduplicates_events(built):
     wh = built["warehouse"]
     # e8 landed twice (same event_id): one event; u3's view landed twice without id: one event
     assert _query(wh, "select count(*) from staging.stg_raw__events where event_id = 'e8'") == [(1,)]
-    assert _query(wh, "select count(*) from staging.stg_raw__events where user_id = 'u3' "
-                      "and event_name = 'view'") == [(1,)]
+    assert _query(wh, "select count(*) from staging.stg_raw__events where user_id = 'u3' and event_name = 'view'") == [
+        (1,)
+    ]
     # the kept duplicate is the first landed row; nothing at or after as_of
-    assert _query(wh, "select count(*) from staging.stg_raw__events where event_ts >= timestamp "
-                      f"'{AS_OF}'") == [(0,)]
+    assert _query(wh, f"select count(*) from staging.stg_raw__events where event_ts >= timestamp '{AS_OF}'") == [(0,)]
 
 
 def test_latest_row_wins(built):
     wh = built["warehouse"]
-    users = dict((u, (tz, c)) for u, tz, c in _query(
-        wh, "select user_id, timezone, country from marts.user_features"))
-    assert users["u1"] == ("Europe/London", "GB")           # the 2026-01-25 row is not known yet
-    assert users["u5"] == ("UTC", None)                     # unknown timezone means UTC
-    assert users["u6"][0] == "UTC"                          # case-insensitive match, canonical name
+    users = dict((u, (tz, c)) for u, tz, c in _query(wh, "select user_id, timezone, country from marts.user_features"))
+    assert users["u1"] == ("Europe/London", "GB")  # the 2026-01-25 row is not known yet
+    assert users["u5"] == ("UTC", None)  # unknown timezone means UTC
+    assert users["u6"][0] == "UTC"  # case-insensitive match, canonical name
     consents = set(_query(wh, "select user_id, channel, opted_in from marts.consents_current"))
     assert consents == {("u1", "push", False), ("u2", "email", True)}
 
 
 def test_catalogue_is_the_last_snapshot(built):
     wh = built["warehouse"]
-    catalogue = {m: (ch, active, countries, valid_to) for m, ch, active, countries, valid_to in _query(
-        wh, "select message_id, channel, active, countries, cast(valid_to as varchar) from marts.catalogue")}
+    catalogue = {
+        m: (ch, active, countries, valid_to)
+        for m, ch, active, countries, valid_to in _query(
+            wh, "select message_id, channel, active, countries, cast(valid_to as varchar) from marts.catalogue"
+        )
+    }
     assert catalogue == {"m1": ("push", True, None, "2026-03-01 00:00:00"), "m3": ("email", False, None, None)}
     labels = set(_query(wh, "select message_id, action_set, action from marts.catalogue_labels"))
     assert labels == {("m1", "label_tone", "friendly"), ("m3", "label_tone", "playful")}
 
 
 def test_event_weights_by_hand(built):
-    weights = {name: (n, nf, goal, w) for name, n, nf, goal, w in _query(
-        built["warehouse"], "select event_name, n_events, n_followed, is_goal, weight from marts.event_weights")}
+    weights = {
+        name: (n, nf, goal, w)
+        for name, n, nf, goal, w in _query(
+            built["warehouse"], "select event_name, n_events, n_followed, is_goal, weight from marts.event_weights"
+        )
+    }
     assert set(weights) == {"view", "purchase"}
     assert weights["view"][:3] == (3, 1, False)
     assert weights["purchase"][:3] == (1, 0, True)
@@ -255,10 +302,13 @@ def test_event_weights_by_hand(built):
 
 
 def test_send_outcome_by_hand(built):
-    row = _query(built["warehouse"], """
+    row = _query(
+        built["warehouse"],
+        """
         select y_pre, y_post, n_controls, delta_y_control, delta_y, reward, is_scored,
                cast(matured_at as varchar)
-        from marts.send_outcomes where send_id = 's1'""")[0]
+        from marts.send_outcomes where send_id = 's1'""",
+    )[0]
     y_pre = W_VIEW * 2 ** (-12 / 24)
     y_post = 1.0 * 2 ** (-24 / 24)
     assert row[0] == pytest.approx(y_pre)
@@ -281,15 +331,17 @@ def test_controls_exclude_treated_and_messaged_users(built):
 
 
 def test_actions_of_a_send(built):
-    actions = dict(_query(built["warehouse"],
-                          "select action_set, action from marts.send_actions where send_id = 's1'"))
+    actions = dict(_query(built["warehouse"], "select action_set, action from marts.send_actions where send_id = 's1'"))
     assert actions == {"channel": "push", "send_hour": "12", "frequency": ">=180h", "label_tone": "friendly"}
     # m2 left the catalogue: the send keeps the labels of the latest snapshot that had it
-    actions_s3 = dict(_query(built["warehouse"],
-                             "select action_set, action from marts.send_actions where send_id = 's3'"))
+    actions_s3 = dict(
+        _query(built["warehouse"], "select action_set, action from marts.send_actions where send_id = 's3'")
+    )
     assert actions_s3["label_tone"] == "urgent"
-    outcomes = _query(built["warehouse"], "select successes, trials from marts.action_outcomes "
-                                          "where user_id = 'u1' and action_set = 'channel'")
+    outcomes = _query(
+        built["warehouse"],
+        "select successes, trials from marts.action_outcomes where user_id = 'u1' and action_set = 'channel'",
+    )
     assert outcomes == [(0, 1)]
 
 
@@ -308,7 +360,7 @@ def test_rerun_is_idempotent(built):
 def test_earlier_as_of_sees_only_sends_matured_by_then(built):
     _dbt_build(built["tmp_path"], "2026-01-19 00:00:00", "--exclude-resource-type", "unit_test")
     wh = built["warehouse"]
-    assert _query(wh, "select count(*) from marts.send_outcomes") == [(2,)]      # frozen, nothing added
+    assert _query(wh, "select count(*) from marts.send_outcomes") == [(2,)]  # frozen, nothing added
     assert sorted(r[0] for r in _query(wh, "select distinct send_id from marts.send_actions")) == ["s3"]
 
 
@@ -318,11 +370,23 @@ def test_docs_generate_and_every_column_is_documented(built):
     from dbt.cli.main import dbtRunner
 
     target = built["tmp_path"] / "docs"
-    result = dbtRunner().invoke([
-        "docs", "generate", "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
-        "--target-path", str(target), "--log-path", str(built["tmp_path"] / "dbt" / "logs"),
-        "--vars", json.dumps({"as_of": AS_OF}), "--quiet",
-    ])
+    result = dbtRunner().invoke(
+        [
+            "docs",
+            "generate",
+            "--project-dir",
+            str(DBT_PROJECT),
+            "--profiles-dir",
+            str(DBT_PROJECT),
+            "--target-path",
+            str(target),
+            "--log-path",
+            str(built["tmp_path"] / "dbt" / "logs"),
+            "--vars",
+            json.dumps({"as_of": AS_OF}),
+            "--quiet",
+        ]
+    )
     assert result.success, result.exception
     manifest = json.loads((target / "manifest.json").read_text())
     catalog = json.loads((target / "catalog.json").read_text())

@@ -17,10 +17,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from nudgeflow.steps.measure import dbt_build
-from nudgeflow.steps import step_ingest
 from nudgeflow.config import Settings, as_of
 from nudgeflow.lab.simulate import create_world
+from nudgeflow.steps import step_ingest
+from nudgeflow.steps.measure import dbt_build
 
 START = dt.date(2026, 1, 5)
 HISTORY = 9
@@ -87,10 +87,15 @@ def test_late_events_do_not_rescore_measured_sends(homes, tmp_path):
     shutil.copytree(daily, home, ignore=shutil.ignore_patterns(".dbt"))
     before = _tables(home)["marts.send_outcomes"]
     send = before.sort("sent_ts").row(before.height // 2, named=True)
-    late = pl.DataFrame({
-        "event_id": ["late-1"], "user_id": [send["user_id"]], "event_name": ["purchase"],
-        "event_ts": [send["sent_ts"] + dt.timedelta(hours=1)], "value": [50.0],
-    })
+    late = pl.DataFrame(
+        {
+            "event_id": ["late-1"],
+            "user_id": [send["user_id"]],
+            "event_name": ["purchase"],
+            "event_ts": [send["sent_ts"] + dt.timedelta(hours=1)],
+            "value": [50.0],
+        }
+    )
     late.write_parquet(home / "landing" / "events" / "late_arrivals.parquet")
     next_day = DAILY[-1] + dt.timedelta(days=1)
     step_ingest(home, next_day)

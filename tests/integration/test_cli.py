@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -10,8 +9,9 @@ from nudgeflow.config import NudgeflowError, Settings, load_settings, parse_date
 
 
 def nudgeflow(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "nudgeflow.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nudgeflow.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def _assert_one_line_error(done, fragment):
@@ -23,8 +23,7 @@ def _assert_one_line_error(done, fragment):
 
 
 def test_missing_home(tmp_path):
-    _assert_one_line_error(nudgeflow("run", "--home", str(tmp_path / "nope"), "--date", "2026-01-19"),
-                           "does not exist")
+    _assert_one_line_error(nudgeflow("run", "--home", str(tmp_path / "nope"), "--date", "2026-01-19"), "does not exist")
 
 
 def test_malformed_settings(tmp_path):
@@ -46,12 +45,15 @@ def test_settings_defaults_and_overrides(tmp_path):
     assert "as_of" not in s.dbt_vars()  # the as-of time travels in $NUDGEFLOW_AS_OF
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("holdout_fraction: 1.5\n", "holdout_fraction"),
-    ("send_hours: [25]\n", "send_hours"),
-    ("colour: blue\n", "unknown setting"),
-    ("- a\n- b\n", "mapping"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("holdout_fraction: 1.5\n", "holdout_fraction"),
+        ("send_hours: [25]\n", "send_hours"),
+        ("colour: blue\n", "unknown setting"),
+        ("- a\n- b\n", "mapping"),
+    ],
+)
 def test_invalid_settings_are_named(tmp_path, text, fragment):
     (tmp_path / "nudgeflow.yml").write_text(text)
     with pytest.raises(NudgeflowError, match=fragment):

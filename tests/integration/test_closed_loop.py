@@ -3,12 +3,11 @@
 import datetime as dt
 
 import duckdb
-import polars as pl
 import pytest
 
-from nudgeflow.steps import run, step_ingest, step_measure
-from nudgeflow.report import lift_figures
 from nudgeflow.lab.simulate import create_world, deliver
+from nudgeflow.report import lift_figures
+from nudgeflow.steps import run, step_ingest, step_measure
 
 START = dt.date(2026, 1, 5)
 HISTORY = 7
@@ -40,8 +39,9 @@ def test_every_day_is_scheduled_and_delivered(world):
     holdout = con.sql("select user_id from marts.user_features where is_holdout").pl()
     con.close()
     assert sched["schedule_date"].n_unique() == LOOP
-    delivered = sched.join(landed, left_on=["user_id", "message_id", "send_at"],
-                           right_on=["user_id", "message_id", "sent_ts"], how="inner")
+    delivered = sched.join(
+        landed, left_on=["user_id", "message_id", "send_at"], right_on=["user_id", "message_id", "sent_ts"], how="inner"
+    )
     assert delivered.height == sched.height
     assert sched.join(holdout, on="user_id").height == 0
 
@@ -49,10 +49,10 @@ def test_every_day_is_scheduled_and_delivered(world):
 def test_the_loop_learns_from_its_own_sends(world):
     home, first, _ = world
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    scored = con.execute("select count(*) from marts.send_outcomes where is_scored and sent_ts >= ?",
-                         [first]).fetchall()[0][0]
-    outcomes = con.sql("select action_set, sum(trials) as trials from marts.action_outcomes "
-                       "group by action_set").pl()
+    scored = con.execute(
+        "select count(*) from marts.send_outcomes where is_scored and sent_ts >= ?", [first]
+    ).fetchall()[0][0]
+    outcomes = con.sql("select action_set, sum(trials) as trials from marts.action_outcomes group by action_set").pl()
     weights = con.sql("select event_name, weight from marts.event_weights").pl()
     con.close()
     assert scored > 0  # the first loop day's sends matured after 48h
@@ -81,8 +81,9 @@ def test_explain_replays_a_scheduled_decision(world):
     home, first, _ = world
     day = first + dt.timedelta(days=LOOP - 1)
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    rows = con.execute("select user_id, message_id from send_schedule where schedule_date = ? "
-                       "order by user_id limit 3", [day]).fetchall()
+    rows = con.execute(
+        "select user_id, message_id from send_schedule where schedule_date = ? order by user_id limit 3", [day]
+    ).fetchall()
     con.close()
     assert rows
     for user_id, message_id in rows:
@@ -121,8 +122,12 @@ def test_remeasure_rebuilds_a_warehouse_of_an_older_version(world, tmp_path):
     with pytest.raises(NudgeflowError, match="remeasure"):
         step_measure(copy, end)
     cli = Path(sys.executable).with_name("nudgeflow")
-    done = subprocess.run([str(cli), "remeasure", "--home", str(copy), "--date", end.isoformat()],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(cli), "remeasure", "--home", str(copy), "--date", end.isoformat()],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "remeasured as of" in done.stdout + done.stderr
     con = duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True)

@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_compose_runs_airflow_on_the_repo_with_the_one_slot_pool():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"} <= set(services)
+    assert {"postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"} <= set(
+        services
+    )
     assert "nudgeflow_warehouse 1" in services["airflow-init"]["command"]
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"):
         svc = services[name]

@@ -41,12 +41,16 @@ def make_home(home: Path, n_users: int = 80) -> dict:
         "goal_event: checkout\nholdout_fraction: 0.25\nsend_hours: [9, 10, 11, 18, 19]\n"
         "neighbours: 3\nweight_window_hours: 48\n"
     )
-    _write_csv(home / "landing/users/users.csv", ["user_id", "timezone", "country", "updated_ts", "extra"],
-               [[u, ZONES[i % 5], COUNTRIES[i % 5], _iso(DT - dt.timedelta(days=30)), "x"]
-                for i, u in enumerate(users)]
-               # a later row for cust-000 wins; a row after the as-of time does not
-               + [["cust-000", "Europe/Berlin", "DE", _iso(DT - dt.timedelta(days=3)), ""],
-                  ["cust-000", "Asia/Kolkata", "IN", _iso(DT + dt.timedelta(hours=5)), ""]])
+    _write_csv(
+        home / "landing/users/users.csv",
+        ["user_id", "timezone", "country", "updated_ts", "extra"],
+        [[u, ZONES[i % 5], COUNTRIES[i % 5], _iso(DT - dt.timedelta(days=30)), "x"] for i, u in enumerate(users)]
+        # a later row for cust-000 wins; a row after the as-of time does not
+        + [
+            ["cust-000", "Europe/Berlin", "DE", _iso(DT - dt.timedelta(days=3)), ""],
+            ["cust-000", "Asia/Kolkata", "IN", _iso(DT + dt.timedelta(hours=5)), ""],
+        ],
+    )
     consents = []
     for i, u in enumerate(users):
         for c in CHANNELS:
@@ -59,8 +63,18 @@ def make_home(home: Path, n_users: int = 80) -> dict:
             consents.append([u, "letter", "false", _iso(DT - dt.timedelta(days=25))])
     _write_csv(home / "landing/consents/consents.csv", ["user_id", "channel", "opted_in", "updated_ts"], consents)
 
-    header = ["message_id", "channel", "active", "valid_from", "valid_to", "countries", "title", "body",
-              "label_voice", "label_cta"]
+    header = [
+        "message_id",
+        "channel",
+        "active",
+        "valid_from",
+        "valid_to",
+        "countries",
+        "title",
+        "body",
+        "label_voice",
+        "label_cta",
+    ]
     old = [["old-1", "whatsapp", "true", "", "", "", "t", "b", "calm", "shop"]]
     _write_csv(home / "landing/messages/2026-01-01.csv", header, old)
     current = [
@@ -68,8 +82,18 @@ def make_home(home: Path, n_users: int = 80) -> dict:
         ["wa-loud", "whatsapp", "true", "", "", "", "HI", "...", "loud", "browse"],
         ["wp-calm", "webpush", "", "", "", "", "Hi", "...", "calm", "browse"],
         ["wp-off", "webpush", "false", "", "", "", "Off", "...", "loud", "shop"],
-        ["wp-window", "webpush", "true", _iso(DT + dt.timedelta(hours=12)), _iso(DT + dt.timedelta(hours=20)),
-         "", "Later", "...", "loud", "shop"],
+        [
+            "wp-window",
+            "webpush",
+            "true",
+            _iso(DT + dt.timedelta(hours=12)),
+            _iso(DT + dt.timedelta(hours=20)),
+            "",
+            "Later",
+            "...",
+            "loud",
+            "shop",
+        ],
         ["lt-de", "letter", "true", "", "", "DE, IN", "Brief", "...", "calm", ""],
         ["lt-expired", "letter", "true", "", _iso(DT - dt.timedelta(days=1)), "", "Old", "...", "loud", "shop"],
     ]
@@ -83,19 +107,26 @@ def make_home(home: Path, n_users: int = 80) -> dict:
             if rng.random() < 0.5:
                 events.append([f"e{i}-{day}-b", u, "browse", _iso(t0 + dt.timedelta(minutes=3)), ""])
                 if rng.random() < 0.3:
-                    events.append([f"e{i}-{day}-c", u, "checkout", _iso(t0 + dt.timedelta(minutes=9)),
-                                   f"{rng.uniform(5, 90):.2f}"])
+                    events.append(
+                        [
+                            f"e{i}-{day}-c",
+                            u,
+                            "checkout",
+                            _iso(t0 + dt.timedelta(minutes=9)),
+                            f"{rng.uniform(5, 90):.2f}",
+                        ]
+                    )
     events.append(["e0-1", users[0], "session_start", _iso(DT - dt.timedelta(days=1)), ""])  # duplicate id
-    events.append(["bad-ts", users[1], "browse", "yesterday", ""])                           # quarantined
-    events.append(["no-user", "", "browse", _iso(DT - dt.timedelta(days=1)), ""])           # quarantined
+    events.append(["bad-ts", users[1], "browse", "yesterday", ""])  # quarantined
+    events.append(["no-user", "", "browse", _iso(DT - dt.timedelta(days=1)), ""])  # quarantined
     _write_csv(home / "landing/events/events.csv", ["event_id", "user_id", "event_name", "event_ts", "value"], events)
-    (home / "landing/events/broken.csv").write_text("user_id;event_name\nu;x\n")          # file quarantined
+    (home / "landing/events/broken.csv").write_text("user_id;event_name\nu;x\n")  # file quarantined
 
     sends = []
     for i, u in enumerate(users):
-        if i % 3 == 0:   # 10 hours before D: spacing rule forbids early sends on D
+        if i % 3 == 0:  # 10 hours before D: spacing rule forbids early sends on D
             sends.append([f"s{i}a", u, "wa-calm", "whatsapp", _iso(DT - dt.timedelta(hours=10))])
-        if i % 3 == 1:   # 5 days ago: the same message may not repeat within 14 days
+        if i % 3 == 1:  # 5 days ago: the same message may not repeat within 14 days
             sends.append([f"s{i}b", u, "wp-calm", "webpush", _iso(DT - dt.timedelta(days=5))])
         if i % 4 == 0:
             sends.append([f"s{i}c", u, "wa-loud", "whatsapp", _iso(DT - dt.timedelta(days=9))])
@@ -111,8 +142,12 @@ def _holdout(user_id: str, fraction: float) -> bool:
 def home_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("handmade")
     meta = make_home(home)
-    done = subprocess.run([sys.executable, "-m", "nudgeflow.cli", "run", "--home", str(home), "--date", str(D)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "nudgeflow.cli", "run", "--home", str(home), "--date", str(D)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return home, meta
 
@@ -124,8 +159,17 @@ def _schedule(home: Path) -> pl.DataFrame:
 def test_schedule_columns_and_export_equal_the_table(home_run):
     home, _ = home_run
     export = _schedule(home)
-    assert export.columns == ["schedule_date", "user_id", "message_id", "channel", "send_at", "actions",
-                              "propensity", "policy", "run_id"]
+    assert export.columns == [
+        "schedule_date",
+        "user_id",
+        "message_id",
+        "channel",
+        "send_at",
+        "actions",
+        "propensity",
+        "policy",
+        "run_id",
+    ]
     assert export.height > 0
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     table = con.sql("select * from send_schedule where schedule_date = ? order by user_id", params=[D]).pl()
@@ -150,15 +194,17 @@ def test_every_guardrail(home_run):
             if ts < DT and ts >= latest.get((r["user_id"], r["channel"]), (dt.datetime.min, None))[0]:
                 latest[(r["user_id"], r["channel"])] = (ts, r["opted_in"] == "true")
     with (home / "landing/sends/sends.csv").open() as f:
-        sends = [(r["user_id"], r["message_id"], dt.datetime.fromisoformat(r["sent_ts"].replace("Z", "")))
-                 for r in csv.DictReader(f)]
+        sends = [
+            (r["user_id"], r["message_id"], dt.datetime.fromisoformat(r["sent_ts"].replace("Z", "")))
+            for r in csv.DictReader(f)
+        ]
     per_user = {}
     for r in rows:
         u, m, at = r["user_id"], r["message_id"], r["send_at"]
         per_user[u] = per_user.get(u, 0) + 1
         assert DT <= at < DT + dt.timedelta(days=1)
-        zone = ZoneInfo(tz[u]) if tz[u] in ("Asia/Kolkata", "America/Los_Angeles", "Europe/Berlin") else dt.timezone.utc
-        local = at.replace(tzinfo=dt.timezone.utc).astimezone(zone)
+        zone = ZoneInfo(tz[u]) if tz[u] in ("Asia/Kolkata", "America/Los_Angeles", "Europe/Berlin") else dt.UTC
+        local = at.replace(tzinfo=dt.UTC).astimezone(zone)
         assert local.hour in SEND_HOURS and local.minute == 0
         assert not _holdout(u, 0.25)
         assert latest.get((u, r["channel"]), (None, False))[1], (u, r["channel"])
@@ -205,8 +251,12 @@ def test_bad_rows_and_files_are_quarantined_with_a_reason(home_run):
 def test_rerun_gives_the_same_schedule_and_replaces_it(home_run):
     home, _ = home_run
     before = _schedule(home)
-    done = subprocess.run([sys.executable, "-m", "nudgeflow.cli", "run", "--home", str(home), "--date", str(D),
-                           "--run-id", "second"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "nudgeflow.cli", "run", "--home", str(home), "--date", str(D), "--run-id", "second"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     after = _schedule(home)
     assert after.drop("run_id").equals(before.drop("run_id"))

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nudgeflow import evaluate_measurement as em
+from nudgeflow.lab import evaluate_measurement as em
 
 T0 = dt.datetime(2026, 1, 5)
 
@@ -29,8 +29,11 @@ def _wh(events: list[tuple], weights: dict[str, float], sends: list[tuple] = ())
     con.execute("create table wh.staging.stg_raw__events (user_id varchar, event_name varchar, event_ts timestamp)")
     con.execute("create table wh.staging.stg_raw__sends (send_id varchar, user_id varchar, sent_ts timestamp)")
     con.execute("create table wh.marts.event_weights (event_name varchar, weight double)")
-    for table, rows in (("staging.stg_raw__events", events), ("staging.stg_raw__sends", sends),
-                        ("marts.event_weights", list(weights.items()))):
+    for table, rows in (
+        ("staging.stg_raw__events", events),
+        ("staging.stg_raw__sends", sends),
+        ("marts.event_weights", list(weights.items())),
+    ):
         for row in rows:
             con.execute(f"insert into wh.{table} values ({', '.join('?' * len(row))})", list(row))
     return con
@@ -42,27 +45,28 @@ def test_hourly_panel_is_eq1():
     h, W = 24.0, 48
     t = T0 + dt.timedelta(hours=60)
     ev = [
-        ("u1", "view", t - dt.timedelta(hours=12, minutes=30)),   # pre: w 2 * 2^(-12.5/24)
-        ("u1", "buy", t),                                        # post: 5 * 1
-        ("u1", "buy", t + dt.timedelta(hours=30, minutes=15)),   # post: 5 * 2^(-30.25/24)
-        ("u1", "view", t - dt.timedelta(hours=48)),              # pre, at the edge: 2 * 2^-2
-        ("u1", "view", t + dt.timedelta(hours=48)),              # outside
-        ("u2", "other", t + dt.timedelta(hours=1)),              # unknown name: weight 0
+        ("u1", "view", t - dt.timedelta(hours=12, minutes=30)),  # pre: w 2 * 2^(-12.5/24)
+        ("u1", "buy", t),  # post: 5 * 1
+        ("u1", "buy", t + dt.timedelta(hours=30, minutes=15)),  # post: 5 * 2^(-30.25/24)
+        ("u1", "view", t - dt.timedelta(hours=48)),  # pre, at the edge: 2 * 2^-2
+        ("u1", "view", t + dt.timedelta(hours=48)),  # outside
+        ("u2", "other", t + dt.timedelta(hours=1)),  # unknown name: weight 0
     ]
     con = _wh(ev, {"view": 2.0, "buy": 5.0})
     users = pl.DataFrame({"user_id": ["u1", "u2"], "uidx": [0, 1]})
-    y_pre, y_post = em.hourly_panel(con, users, T0, 200, h, W, np.array([60]),
-                                    {"view": 2.0, "buy": np.array([5.0])})
-    assert y_pre[0, 0] == pytest.approx(2 * 2 ** (-12.5 / 24) + 2 * 2 ** -2.0, rel=1e-12)
+    y_pre, y_post = em.hourly_panel(con, users, T0, 200, h, W, np.array([60]), {"view": 2.0, "buy": np.array([5.0])})
+    assert y_pre[0, 0] == pytest.approx(2 * 2 ** (-12.5 / 24) + 2 * 2**-2.0, rel=1e-12)
     assert y_post[0, 0] == pytest.approx(5 + 5 * 2 ** (-30.25 / 24), rel=1e-12)
     assert y_pre[1, 0] == 0 and y_post[1, 0] == 0
 
 
 def test_messaged_mask_uses_the_control_rule():
     t = T0 + dt.timedelta(hours=60)
-    sends = [("s1", "u1", t - dt.timedelta(hours=48)),  # in [t - W, t + W)
-             ("s2", "u2", t + dt.timedelta(hours=48)),  # outside
-             ("s3", "u3", t - dt.timedelta(hours=49))]  # outside
+    sends = [
+        ("s1", "u1", t - dt.timedelta(hours=48)),  # in [t - W, t + W)
+        ("s2", "u2", t + dt.timedelta(hours=48)),  # outside
+        ("s3", "u3", t - dt.timedelta(hours=49)),
+    ]  # outside
     con = _wh([], {}, sends)
     users = pl.DataFrame({"user_id": ["u1", "u2", "u3", "u4"], "uidx": [0, 1, 2, 3]})
     mask = em.messaged_mask(con, users, T0, np.array([60]), 48.0)
@@ -77,14 +81,14 @@ def test_baseline_estimators_by_hand():
     y_pre = np.array([[1.0], [1.0], [2.0], [0.0], [9.0]])
     y_post = np.array([[4.0], [2.0], [2.0], [3.0], [0.0]])
     messaged = np.array([[True], [False], [False], [False], [True]])
-    est = em.baseline_estimates(y_pre, y_post, messaged, np.array([0]), np.array([0]), 3,
-                                np.random.default_rng(0))
+    est = em.baseline_estimates(y_pre, y_post, messaged, np.array([0]), np.array([0]), 3, np.random.default_rng(0))
     assert est["pre_post"][0] == pytest.approx(3.0)
     assert est["post_vs_all"][0] == pytest.approx(4 - 7 / 3)
     assert est["did_all"][0] == pytest.approx(3 - 4 / 3)
     assert est["did_random_k"][0] == pytest.approx(3 - 4 / 3)
-    est1 = em.baseline_estimates(y_pre, y_post, messaged, np.array([0, 0]), np.array([0, 0]), 1,
-                                 np.random.default_rng(1))
+    est1 = em.baseline_estimates(
+        y_pre, y_post, messaged, np.array([0, 0]), np.array([0, 0]), 1, np.random.default_rng(1)
+    )
     assert set(np.round(3 - est1["did_random_k"], 12)) <= {1.0, 0.0, 3.0}  # one control's change
 
 
@@ -123,21 +127,52 @@ def test_truth_in_outcome_units_matches_simulator(tiny_world):
 
     world = load_world(tiny_world)
     truth = em.send_truth(tiny_world).join(
-        pl.DataFrame({"user_id": world.user_ids, "widx": np.arange(world.n)}), on="user_id")
-    got = em.true_delta_y(world, truth["widx"].to_numpy(), truth["sent_ts"].dt.epoch("us").to_numpy() / 1e6,
-                          em._offsets(truth), truth["tau"].to_numpy(), {"purchase": 1.0}, 1e9, 48)
+        pl.DataFrame({"user_id": world.user_ids, "widx": np.arange(world.n)}), on="user_id"
+    )
+    got = em.true_delta_y(
+        world,
+        truth["widx"].to_numpy(),
+        truth["sent_ts"].dt.epoch("us").to_numpy() / 1e6,
+        em._offsets(truth),
+        truth["tau"].to_numpy(),
+        {"purchase": 1.0},
+        1e9,
+        48,
+    )
     want = truth["true_effect"].to_numpy()
     assert np.allclose(got, want, rtol=2e-3, atol=1e-9)
     # proxies add their own expected increments with the sign of tau
-    both = em.true_delta_y(world, truth["widx"].to_numpy(), truth["sent_ts"].dt.epoch("us").to_numpy() / 1e6,
-                           em._offsets(truth), truth["tau"].to_numpy(), {"app_open": 1.0}, 24, 48)
+    both = em.true_delta_y(
+        world,
+        truth["widx"].to_numpy(),
+        truth["sent_ts"].dt.epoch("us").to_numpy() / 1e6,
+        em._offsets(truth),
+        truth["tau"].to_numpy(),
+        {"app_open": 1.0},
+        24,
+        48,
+    )
     assert np.all(np.sign(both) == np.sign(truth["tau"].to_numpy()))
 
 
 def test_command_runs(tiny_world):
-    done = subprocess.run([sys.executable, "-m", "nudgeflow.cli", "evaluate", "measurement", "--home",
-                           str(tiny_world), "--no-sweeps", "--replicates", "20"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nudgeflow.cli",
+            "evaluate",
+            "measurement",
+            "--home",
+            str(tiny_world),
+            "--no-sweeps",
+            "--replicates",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     res = json.loads((tiny_world / "evaluation" / "measurement.json").read_text())
     main = res["main"]
@@ -155,7 +190,7 @@ def test_command_runs(tiny_world):
     # `nudgeflow report` shows the comparison as one of its sections
     from nudgeflow.lab.truth import report_sections as evaluation_sections
 
-    (title, rows), = evaluation_sections(tiny_world)
+    ((title, rows),) = evaluation_sections(tiny_world)
     assert "Measurement" in title and rows[0][0] == "estimator"
     assert [r[0] for r in rows[1:]] == [em.ESTIMATOR_LABELS[e] for e in em.ESTIMATORS]
     ours = main["estimators"]["ours"]["rmse"]
@@ -172,7 +207,7 @@ def test_report_section_of_the_policy_comparison(tmp_path):
         cols |= {f"{m}_mean": [56.4, 45.8], f"{m}_lo": [43.5, 30.1], f"{m}_hi": [69.3, 61.5]}
     cols["oracle_share_te_mean"] = [0.37, 0.33]
     pl.DataFrame(cols).write_csv(out / "summary.csv")
-    (title, rows), = evaluation_sections(tmp_path)
+    ((title, rows),) = evaluation_sections(tmp_path)
     assert "Policies" in title
     assert rows[1] == ("default", "rules", "56.4 [43.5, 69.3]", "56.4 [43.5, 69.3]", "0.37")
     assert rows[2][1] == "ours"

@@ -30,15 +30,28 @@ def worlds(tmp_path_factory):
     return tmp_path_factory.mktemp("harness_worlds")
 
 
-def test_in_memory_reward_equals_dbt_send_outcomes(tmp_path):
-    """rewards.Measurement on the landed files == marts.send_outcomes of real dbt builds: a
-    first run scoring the whole history, then three more days (legacy sends) and a second,
-    incremental run."""
-    from nudgeflow.steps import step_ingest, step_measure
+PARITY_SETTINGS = [
+    {},
+    {"half_life_hours": 8, "window_hours": 24, "neighbours": 3},
+    {"goal_event": "add_to_cart", "weight_window_hours": 48, "evidence_half_life_days": 7, "pre_match_candidates": 0},
+]
+
+
+@pytest.mark.parametrize("overrides", PARITY_SETTINGS, ids=["defaults", "short-windows-k3", "other-goal"])
+def test_in_memory_reward_equals_dbt(tmp_path, overrides):
+    """rewards.Measurement on the landed files == marts.send_outcomes and marts.action_outcomes
+    of real dbt builds, under several settings: a first run scoring the whole history, then
+    three more days (legacy sends) and a second, incremental run."""
+    import yaml
+
+    from nudgeflow.config import load_settings
     from nudgeflow.lab.simulate import deliver
+    from nudgeflow.steps import step_ingest, step_measure
 
     home = tmp_path / "home"
     create_world(home, users=300, history_days=HISTORY, start=START, seed=5)
+    (home / "nudgeflow.yml").write_text(yaml.safe_dump(overrides))
+    settings = load_settings(home)
     first = START + dt.timedelta(days=HISTORY)
     step_ingest(home, first)
     step_measure(home, first)
@@ -49,27 +62,48 @@ def test_in_memory_reward_equals_dbt_send_outcomes(tmp_path):
     step_measure(home, as_of)
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     dbt_out = con.sql("select send_id, reward, delta_y, n_controls from marts.send_outcomes").pl()
+    dbt_actions = con.sql("select * from marts.action_outcomes").pl()
     con.close()
 
     world = load_world(home)
     uidx = {u: i for i, u in enumerate(world.user_ids.to_list())}
     ev = pl.read_parquet(home / "landing" / "events" / "*.parquet")
     sends = pl.read_parquet(home / "landing" / "sends" / "*.parquet").sort("sent_ts", "send_id")
-    m = Measurement(world)
-    m.add_events([uidx[u] for u in ev["user_id"]], [EVENT_NAMES.index(e) for e in ev["event_name"]],
-                 ev["event_ts"].cast(pl.Int64).to_numpy(), ev["value"].to_numpy())
-    m.add_sends([uidx[u] for u in sends["user_id"]], [world.msg_index[x] for x in sends["message_id"]],
-                [CHANNELS.index(c) for c in sends["channel"]], sends["sent_ts"].cast(pl.Int64).to_numpy())
-    for day in (first, as_of):
-        m.score((day - dt.date(1970, 1, 1)).days * 86400 * US)
+    m = Measurement(world, settings)
+    m.add_events(
+        [uidx[u] for u in ev["user_id"]],
+        [EVENT_NAMES.index(e) for e in ev["event_name"]],
+        ev["event_ts"].cast(pl.Int64).to_numpy(),
+        ev["value"].to_numpy(),
+    )
+    m.add_sends(
+        [uidx[u] for u in sends["user_id"]],
+        [world.msg_index[x] for x in sends["message_id"]],
+        [CHANNELS.index(c) for c in sends["channel"]],
+        sends["sent_ts"].cast(pl.Int64).to_numpy(),
+    )
+    as_of_us = [(day - dt.date(1970, 1, 1)).days * 86400 * US for day in (first, as_of)]
+    for t in as_of_us:
+        m.score(t)
     mine = pl.DataFrame({"send_id": sends["send_id"], "r": m.reward, "dy": m.delta_y, "nc": m.n_controls})
     joined = dbt_out.join(mine, on="send_id", how="inner")
     assert dbt_out.height > 100 and joined.height == dbt_out.height
     assert mine.filter(pl.col("r").is_not_nan()).height == dbt_out.filter(pl.col("reward").is_not_null()).height
-    agree = (joined["reward"].cast(pl.Float64) == joined["r"]).mean()
-    assert agree >= 0.95, agree  # measured: 100 %
+    assert (joined["reward"].cast(pl.Float64) == joined["r"]).all()
     assert (joined["n_controls"] == joined["nc"]).all()
     assert np.allclose(joined["delta_y"].to_numpy(), joined["dy"].to_numpy(), atol=1e-9, equal_nan=True)
+
+    # action_outcomes: plain counts and the counts with forgetting (evidence_half_life_days)
+    key = ["user_id", "action_set", "action"]
+    plain = m.action_outcomes(as_of_us[-1])
+    weighted = m.action_outcomes(as_of_us[-1], half_life_days=settings.evidence_half_life_days or None)
+    both = dbt_actions.join(plain.rename({"successes": "s", "trials": "n"}), on=key, how="full", coalesce=True).join(
+        weighted.rename({"successes": "ws", "trials": "wn"}), on=key, how="full", coalesce=True
+    )
+    assert both.height == dbt_actions.height > 100
+    assert (both["successes"] == both["s"]).all() and (both["trials"] == both["n"]).all()
+    assert np.allclose(both["weighted_successes"].to_numpy(), both["ws"].to_numpy(), rtol=1e-9, atol=1e-12)
+    assert np.allclose(both["weighted_trials"].to_numpy(), both["wn"].to_numpy(), rtol=1e-9, atol=1e-12)
 
 
 def test_forgetting_discounts_old_evidence(worlds):

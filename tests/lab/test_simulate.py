@@ -23,14 +23,22 @@ HISTORY = 3
 FIRST = START + dt.timedelta(days=HISTORY)
 
 CONTRACT = {
-    "users": {"user_id": pl.String, "timezone": pl.String, "country": pl.String,
-              "updated_ts": pl.Datetime("us")},
-    "consents": {"user_id": pl.String, "channel": pl.String, "opted_in": pl.Boolean,
-                 "updated_ts": pl.Datetime("us")},
-    "events": {"event_id": pl.String, "user_id": pl.String, "event_name": pl.String,
-               "event_ts": pl.Datetime("us"), "value": pl.Float64},
-    "sends": {"send_id": pl.String, "user_id": pl.String, "message_id": pl.String,
-              "channel": pl.String, "sent_ts": pl.Datetime("us")},
+    "users": {"user_id": pl.String, "timezone": pl.String, "country": pl.String, "updated_ts": pl.Datetime("us")},
+    "consents": {"user_id": pl.String, "channel": pl.String, "opted_in": pl.Boolean, "updated_ts": pl.Datetime("us")},
+    "events": {
+        "event_id": pl.String,
+        "user_id": pl.String,
+        "event_name": pl.String,
+        "event_ts": pl.Datetime("us"),
+        "value": pl.Float64,
+    },
+    "sends": {
+        "send_id": pl.String,
+        "user_id": pl.String,
+        "message_id": pl.String,
+        "channel": pl.String,
+        "sent_ts": pl.Datetime("us"),
+    },
 }
 
 
@@ -50,19 +58,33 @@ def _copy(base: Path, tmp_path: Path, name: str) -> Path:
 def _write_schedule(home: Path, day: dt.date, rows: list[dict]) -> Path:
     path = home / "exports" / "send_schedule" / f"date={day.isoformat()}" / "part-0.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(rows, schema={"schedule_date": pl.Date, "user_id": pl.String,
-                               "message_id": pl.String, "channel": pl.String,
-                               "send_at": pl.Datetime("us"), "actions": pl.String,
-                               "propensity": pl.Float64, "policy": pl.String,
-                               "run_id": pl.String}).write_parquet(path)
+    pl.DataFrame(
+        rows,
+        schema={
+            "schedule_date": pl.Date,
+            "user_id": pl.String,
+            "message_id": pl.String,
+            "channel": pl.String,
+            "send_at": pl.Datetime("us"),
+            "actions": pl.String,
+            "propensity": pl.Float64,
+            "policy": pl.String,
+            "run_id": pl.String,
+        },
+    ).write_parquet(path)
     return path
 
 
 def _best_sends(home: Path, day: dt.date, n: int) -> list[dict]:
     """Schedule rows for the n users with the largest oracle effect, at their best hour."""
     orc = pl.read_parquet(home / "truth" / "user_message_hour_effects.parquet")
-    best = (orc.filter("eligible").sort("true_effect", descending=True)
-            .unique("user_id", keep="first").sort("true_effect", descending=True).head(n))
+    best = (
+        orc.filter("eligible")
+        .sort("true_effect", descending=True)
+        .unique("user_id", keep="first")
+        .sort("true_effect", descending=True)
+        .head(n)
+    )
     tz = pl.read_parquet(home / "truth" / "world_users.parquet").select("user_id", "timezone")
     cat = pl.read_parquet(home / "landing" / "messages" / "catalogue_0001.parquet")
     best = best.join(tz, on="user_id").join(cat.select("message_id", "channel"), on="message_id")
@@ -72,14 +94,24 @@ def _best_sends(home: Path, day: dt.date, n: int) -> list[dict]:
 
     for r in best.iter_rows(named=True):
         local = dt.datetime(day.year, day.month, day.day, r["local_hour"], tzinfo=ZoneInfo(r["timezone"]))
-        utc = local.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        utc = local.astimezone(dt.UTC).replace(tzinfo=None)
         while utc < d0:
             utc += dt.timedelta(days=1)
         while utc >= d0 + dt.timedelta(days=1):
             utc -= dt.timedelta(days=1)
-        rows.append({"schedule_date": day, "user_id": r["user_id"], "message_id": r["message_id"],
-                     "channel": r["channel"], "send_at": utc, "actions": "{}", "propensity": 1.0,
-                     "policy": "oracle", "run_id": "t"})
+        rows.append(
+            {
+                "schedule_date": day,
+                "user_id": r["user_id"],
+                "message_id": r["message_id"],
+                "channel": r["channel"],
+                "send_at": utc,
+                "actions": "{}",
+                "propensity": 1.0,
+                "policy": "oracle",
+                "run_id": "t",
+            }
+        )
     return rows
 
 
@@ -97,8 +129,19 @@ def test_files_follow_the_contract(base_world):
     assert set(consents["channel"]) <= {"push", "email", "in_app", "sms"}
     cat = pl.read_parquet(landing / "messages" / "catalogue_0001.parquet")
     assert 12 <= cat.height <= 24 and cat["message_id"].is_unique().all()
-    assert {"message_id", "channel", "active", "valid_from", "valid_to", "countries", "title", "body",
-            "label_tone", "label_offer", "label_emoji"} <= set(cat.columns)
+    assert {
+        "message_id",
+        "channel",
+        "active",
+        "valid_from",
+        "valid_to",
+        "countries",
+        "title",
+        "body",
+        "label_tone",
+        "label_offer",
+        "label_emoji",
+    } <= set(cat.columns)
     assert cat["active"].dtype == pl.Boolean and (~cat["active"]).sum() >= 1
     assert cat["valid_from"].dtype == pl.Datetime("us")
     for i in range(HISTORY):
@@ -109,8 +152,14 @@ def test_files_follow_the_contract(base_world):
         assert ev["event_id"].is_unique().all() and se["send_id"].is_unique().all()
         lo = dt.datetime.fromisoformat(day)
         assert ev["event_ts"].min() >= lo and ev["event_ts"].max() < lo + dt.timedelta(days=1)
-        assert set(ev["event_name"]) <= {"app_open", "view_item", "add_to_cart", "purchase",
-                                         "settings_view", "help_view"}
+        assert set(ev["event_name"]) <= {
+            "app_open",
+            "view_item",
+            "add_to_cart",
+            "purchase",
+            "settings_view",
+            "help_view",
+        }
         assert ev.filter(pl.col("event_name") == "purchase")["value"].is_not_null().all()
         assert ev.filter(pl.col("event_name") != "purchase")["value"].is_null().all()
         # the legacy sender: one message, 18:00 UTC, consented users, never the holdout
@@ -122,8 +171,12 @@ def test_files_follow_the_contract(base_world):
 def test_legacy_sender_respects_consent_and_holdout(base_world):
     home, _ = base_world
     sends = pl.read_parquet(home / "landing" / "sends" / "*.parquet")
-    consents = (pl.read_parquet(home / "landing" / "consents" / "consents.parquet")
-                .sort("updated_ts").group_by("user_id", "channel").last())
+    consents = (
+        pl.read_parquet(home / "landing" / "consents" / "consents.parquet")
+        .sort("updated_ts")
+        .group_by("user_id", "channel")
+        .last()
+    )
     joined = sends.join(consents, on=["user_id", "channel"], how="left")
     assert joined["opted_in"].fill_null(False).all()
     holdout = pl.read_parquet(home / "truth" / "world_users.parquet").filter("is_holdout")["user_id"]
@@ -133,8 +186,10 @@ def test_legacy_sender_respects_consent_and_holdout(base_world):
 def test_holdout_hash_matches_duckdb_formula():
     ids = ["u000001", "u000002", "u123456"]
     py = holdout_score(ids)
-    sql = duckdb.sql("select ('0x' || left(md5(u), 8))::UBIGINT / 4294967296.0 as s from "
-                     "(select unnest(?::varchar[]) as u)", params=[ids]).fetchall()
+    sql = duckdb.sql(
+        "select ('0x' || left(md5(u), 8))::UBIGINT / 4294967296.0 as s from (select unnest(?::varchar[]) as u)",
+        params=[ids],
+    ).fetchall()
     assert np.allclose(py, [r[0] for r in sql])
     assert py[0] == int(hashlib.md5(b"u000001").hexdigest()[:8], 16) / 2**32
 
@@ -151,29 +206,53 @@ def test_deterministic_for_a_seed(base_world, tmp_path):
     home, _ = base_world
     again = tmp_path / "again"
     create_world(again, users=300, history_days=HISTORY, start=START, seed=7)
-    files = sorted(p.relative_to(home) for p in home.rglob("*.parquet")
-                   if "exports" not in p.parts)
+    files = sorted(p.relative_to(home) for p in home.rglob("*.parquet") if "exports" not in p.parts)
     assert files and all(filecmp.cmp(home / f, again / f, shallow=False) for f in files)
     other = tmp_path / "other"
     create_world(other, users=300, history_days=HISTORY, start=START, seed=8)
     day = f"events_{START.isoformat()}.parquet"
     assert not pl.read_parquet(home / "landing" / "events" / day).equals(
-        pl.read_parquet(other / "landing" / "events" / day))
+        pl.read_parquet(other / "landing" / "events" / day)
+    )
 
 
 def test_deliver_turns_the_schedule_into_sends(base_world, tmp_path):
     home = _copy(base_world[0], tmp_path, "h")
     d0 = dt.datetime(FIRST.year, FIRST.month, FIRST.day)
     rows = [
-        {"schedule_date": FIRST, "user_id": "u000001", "message_id": "msg_001", "channel": "push",
-         "send_at": d0 + dt.timedelta(hours=9, minutes=30), "actions": "{}", "propensity": 0.5,
-         "policy": "test", "run_id": "r"},
-        {"schedule_date": FIRST, "user_id": "u000002", "message_id": "msg_007", "channel": "email",
-         "send_at": d0 + dt.timedelta(hours=23), "actions": "{}", "propensity": 0.5,
-         "policy": "test", "run_id": "r"},
-        {"schedule_date": FIRST, "user_id": "u000003", "message_id": "msg_012", "channel": "in_app",
-         "send_at": d0 + dt.timedelta(days=1, hours=1), "actions": "{}", "propensity": 0.5,
-         "policy": "test", "run_id": "r"},  # outside the day: not delivered
+        {
+            "schedule_date": FIRST,
+            "user_id": "u000001",
+            "message_id": "msg_001",
+            "channel": "push",
+            "send_at": d0 + dt.timedelta(hours=9, minutes=30),
+            "actions": "{}",
+            "propensity": 0.5,
+            "policy": "test",
+            "run_id": "r",
+        },
+        {
+            "schedule_date": FIRST,
+            "user_id": "u000002",
+            "message_id": "msg_007",
+            "channel": "email",
+            "send_at": d0 + dt.timedelta(hours=23),
+            "actions": "{}",
+            "propensity": 0.5,
+            "policy": "test",
+            "run_id": "r",
+        },
+        {
+            "schedule_date": FIRST,
+            "user_id": "u000003",
+            "message_id": "msg_012",
+            "channel": "in_app",
+            "send_at": d0 + dt.timedelta(days=1, hours=1),
+            "actions": "{}",
+            "propensity": 0.5,
+            "policy": "test",
+            "run_id": "r",
+        },  # outside the day: not delivered
     ]
     _write_schedule(home, FIRST, rows)
     r = deliver(home, FIRST)
@@ -218,8 +297,11 @@ def test_a_positive_send_adds_events_and_nothing_else_changes(base_world, tmp_pa
     for day in (FIRST, nxt):
         a = pl.read_parquet(with_s / "landing" / "events" / f"events_{day.isoformat()}.parquet")
         b = pl.read_parquet(without / "landing" / "events" / f"events_{day.isoformat()}.parquet")
-        assert a.filter(~pl.col("user_id").is_in(treated)).select(key).equals(
-            b.filter(~pl.col("user_id").is_in(treated)).select(key))
+        assert (
+            a.filter(~pl.col("user_id").is_in(treated))
+            .select(key)
+            .equals(b.filter(~pl.col("user_id").is_in(treated)).select(key))
+        )
         ta = set(a.filter(pl.col("user_id").is_in(treated)).select(key).rows())
         tb = set(b.filter(pl.col("user_id").is_in(treated)).select(key).rows())
         assert tb <= ta
@@ -233,9 +315,12 @@ def test_weekly_seasonality_is_visible(tmp_path):
     home = tmp_path / "season"
     create_world(home, users=400, history_days=14, start=START, seed=1)
     ev = pl.read_parquet(home / "landing" / "events" / "*.parquet")
-    daily = (ev.filter(pl.col("event_name") == "app_open")
-             .group_by(pl.col("event_ts").dt.date().alias("d")).len()
-             .with_columns(weekend=pl.col("d").dt.weekday() >= 6))
+    daily = (
+        ev.filter(pl.col("event_name") == "app_open")
+        .group_by(pl.col("event_ts").dt.date().alias("d"))
+        .len()
+        .with_columns(weekend=pl.col("d").dt.weekday() >= 6)
+    )
     we = daily.filter("weekend")["len"].mean()
     wd = daily.filter(~pl.col("weekend"))["len"].mean()
     assert we > 1.2 * wd
@@ -267,10 +352,19 @@ def test_fatigue_lowers_the_effect_of_a_quick_second_send(tmp_path):
     create_world(home, users=200, history_days=1, start=START, seed=2, scenario="fatigue")
     day = START + dt.timedelta(days=1)
     d0 = dt.datetime(day.year, day.month, day.day)
-    row = {"schedule_date": day, "user_id": "u000010", "message_id": "msg_013", "channel": "in_app",
-           "actions": "{}", "propensity": 1.0, "policy": "t", "run_id": "r"}
-    _write_schedule(home, day, [row | {"send_at": d0 + dt.timedelta(hours=2)},
-                                row | {"send_at": d0 + dt.timedelta(hours=3)}])
+    row = {
+        "schedule_date": day,
+        "user_id": "u000010",
+        "message_id": "msg_013",
+        "channel": "in_app",
+        "actions": "{}",
+        "propensity": 1.0,
+        "policy": "t",
+        "run_id": "r",
+    }
+    _write_schedule(
+        home, day, [row | {"send_at": d0 + dt.timedelta(hours=2)}, row | {"send_at": d0 + dt.timedelta(hours=3)}]
+    )
     r = deliver(home, day)
     assert r["violations"].get("users_with_several_sends") == 1
     t = pl.read_parquet(home / "truth" / "send_effects" / f"{day.isoformat()}.parquet").sort("sent_ts")

@@ -4,9 +4,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from nudgeflow.config import Settings
 from nudgeflow.decide.priors import POPULATION, empirical_bayes_prior, fit_beta_binomial, posterior
 from nudgeflow.decide.sampling import beta_sample, draw_keys, thompson_sample
-from nudgeflow.config import Settings
 
 
 def _beta_binomial(rng, a, b, users, lo=2, hi=30):
@@ -49,8 +49,16 @@ def _outcomes():
     for cell, p in (("a", 0.8), ("b", 0.2)):
         for i in range(100):
             n = 5
-            rows.append({"user_id": f"{cell}{i}", "cell": cell, "action_set": "channel", "action": "push",
-                         "successes": int(rng.binomial(n, p)), "trials": n})
+            rows.append(
+                {
+                    "user_id": f"{cell}{i}",
+                    "cell": cell,
+                    "action_set": "channel",
+                    "action": "push",
+                    "successes": int(rng.binomial(n, p)),
+                    "trials": n,
+                }
+            )
     return pl.DataFrame(rows)
 
 
@@ -60,7 +68,8 @@ def test_cold_start_user_gets_the_prior_of_their_cell():
     users = pl.DataFrame({"user_id": ["new_a", "new_b", "new_c"], "cell": ["a", "b", "thin"]})
     actions = pl.DataFrame({"action_set": ["channel", "channel"], "action": ["push", "email"]})
     post = posterior(users, actions, prior, out.drop("cell")).with_columns(
-        mean=pl.col("alpha") / (pl.col("alpha") + pl.col("beta")))
+        mean=pl.col("alpha") / (pl.col("alpha") + pl.col("beta"))
+    )
     push = {r["user_id"]: r for r in post.filter(pl.col("action") == "push").iter_rows(named=True)}
     assert push["new_a"]["mean"] > 0.7 and push["new_a"]["prior_source"] == "cell"
     assert push["new_b"]["mean"] < 0.3
@@ -75,8 +84,18 @@ def test_cold_start_user_gets_the_prior_of_their_cell():
 def test_cells_that_differ_only_by_noise_share_the_population_mean():
     # 8 cells of 60 users with the same true rate 0.35: their raw means differ by sampling noise
     rng = np.random.default_rng(11)
-    rows = [{"user_id": f"c{c}u{i}", "cell": f"c{c}", "action_set": "send_hour", "action": "9",
-             "successes": int(rng.binomial(4, 0.35)), "trials": 4} for c in range(8) for i in range(60)]
+    rows = [
+        {
+            "user_id": f"c{c}u{i}",
+            "cell": f"c{c}",
+            "action_set": "send_hour",
+            "action": "9",
+            "successes": int(rng.binomial(4, 0.35)),
+            "trials": 4,
+        }
+        for c in range(8)
+        for i in range(60)
+    ]
     out = pl.DataFrame(rows)
     raw = out.group_by("cell").agg((pl.col("successes").sum() / pl.col("trials").sum()).alias("m"))["m"]
     assert raw.max() - raw.min() > 0.05
@@ -102,11 +121,22 @@ def test_a_user_with_much_evidence_is_dominated_by_it():
     # is the cap, and a user needs many more sends than the cap to outweigh it
     cap = Settings().prior_max_strength
     out = _outcomes()
-    own = pl.DataFrame({"user_id": ["veteran"], "action_set": ["channel"], "action": ["push"],
-                        "successes": [0.05 * 10 * cap], "trials": [10 * cap]})
+    own = pl.DataFrame(
+        {
+            "user_id": ["veteran"],
+            "action_set": ["channel"],
+            "action": ["push"],
+            "successes": [0.05 * 10 * cap],
+            "trials": [10 * cap],
+        }
+    )
     prior = empirical_bayes_prior(out.drop("cell"), out.select("user_id", "cell"), max_strength=cap, min_users=20)
-    post = posterior(pl.DataFrame({"user_id": ["veteran"], "cell": ["a"]}),
-                     pl.DataFrame({"action_set": ["channel"], "action": ["push"]}), prior, own)
+    post = posterior(
+        pl.DataFrame({"user_id": ["veteran"], "cell": ["a"]}),
+        pl.DataFrame({"action_set": ["channel"], "action": ["push"]}),
+        prior,
+        own,
+    )
     mean = post["alpha"][0] / (post["alpha"][0] + post["beta"][0])
     assert mean < 0.15  # own 5% dominates the cell's 80%
     assert post["prior_alpha"][0] + post["prior_beta"][0] <= cap + 1e-9
@@ -127,7 +157,9 @@ def test_sharpened_draws_keep_the_mean_and_divide_the_variance():
     x = thompson_sample(np.full(n, a), np.full(n, b), keys, sharpness=k)
     assert x.mean() == pytest.approx(a / (a + b), abs=0.003)
     assert x.var() == pytest.approx(a * b / ((a + b) ** 2 * (k * (a + b) + 1)), rel=0.05)  # Beta(ka, kb)
-    assert np.array_equal(thompson_sample(np.full(n, a), np.full(n, b), keys), beta_sample(np.full(n, a), np.full(n, b), keys))
+    assert np.array_equal(
+        thompson_sample(np.full(n, a), np.full(n, b), keys), beta_sample(np.full(n, a), np.full(n, b), keys)
+    )
 
 
 def test_draws_repeat_for_the_same_key_and_do_not_depend_on_other_users():
@@ -137,5 +169,7 @@ def test_draws_repeat_for_the_same_key_and_do_not_depend_on_other_users():
     t1, t2 = thompson_sample(alpha, beta, k1), thompson_sample(alpha[:2], beta[:2], k2)
     assert np.array_equal(t1, thompson_sample(alpha, beta, k1))
     assert np.array_equal(t1[2], t2[0]) and np.array_equal(t1[0], t2[1])
-    other_day = thompson_sample(alpha, beta, draw_keys(0, 740001, ["u1", "u2", "u3"], ["channel=push", "channel=email"]))
+    other_day = thompson_sample(
+        alpha, beta, draw_keys(0, 740001, ["u1", "u2", "u3"], ["channel=push", "channel=email"])
+    )
     assert not np.array_equal(t1, other_day)

@@ -12,10 +12,10 @@ from nudgeflow.decide.matching import Options, decide, message_scores, propensit
 
 def test_local_send_times_are_the_utc_instants_of_local_hours():
     times = local_send_times(dt.date(2026, 1, 10), ["Asia/Kolkata", "America/New_York", "Not/AZone"], [8, 21])
-    assert times["Asia/Kolkata"][0] == np.datetime64("2026-01-10T02:30:00")   # 08:00 IST = 02:30 UTC
+    assert times["Asia/Kolkata"][0] == np.datetime64("2026-01-10T02:30:00")  # 08:00 IST = 02:30 UTC
     assert times["America/New_York"][0] == np.datetime64("2026-01-10T13:00:00")
     assert times["America/New_York"][1] == np.datetime64("2026-01-10T02:00:00")  # 21:00 local of Jan 9
-    assert times["Not/AZone"][1] == np.datetime64("2026-01-10T21:00:00")       # unknown zone: UTC
+    assert times["Not/AZone"][1] == np.datetime64("2026-01-10T21:00:00")  # unknown zone: UTC
 
 
 def test_frequency_buckets():
@@ -27,8 +27,9 @@ def _options(eligible, gap=None):
     # actions: 0 channel=push, 1 channel=email, 2 tone=a, 3 tone=b, 4 hour=8, 5 hour=9, 6-7 freq short/long
     n_u = eligible.shape[0]
     return Options(
-        action_set=np.array(["channel", "channel", "label_tone", "label_tone", "send_hour", "send_hour",
-                             "frequency", "frequency"]),
+        action_set=np.array(
+            ["channel", "channel", "label_tone", "label_tone", "send_hour", "send_hour", "frequency", "frequency"]
+        ),
         action=np.array(["push", "email", "a", "b", "8", "9", "<36h", ">=36h"]),
         hour_actions=np.array([4, 5]),
         frequency_actions=np.array([6, 7]),
@@ -41,13 +42,12 @@ def _options(eligible, gap=None):
 
 def test_decide_picks_best_hour_and_closest_message_among_eligible():
     eligible = np.ones((2, 3, 2), dtype=bool)
-    eligible[1, 1, :] = False                   # user 1 may not get m1
-    theta = np.array([[0.9, 0.1, 0.2, 0.8, 0.3, 0.6, 0.7, 0.1],
-                      [0.9, 0.1, 0.2, 0.8, 0.7, 0.6, 0.7, 0.1]])
+    eligible[1, 1, :] = False  # user 1 may not get m1
+    theta = np.array([[0.9, 0.1, 0.2, 0.8, 0.3, 0.6, 0.7, 0.1], [0.9, 0.1, 0.2, 0.8, 0.7, 0.6, 0.7, 0.1]])
     send, hour, message = decide(theta, _options(eligible))
     assert send.tolist() == [True, True]
     assert hour.tolist() == [1, 0]
-    assert message.tolist() == [1, 0]           # push+b best; user 1 falls back to push+a (0.4 - 0.3 > -0.4)
+    assert message.tolist() == [1, 0]  # push+b best; user 1 falls back to push+a (0.4 - 0.3 > -0.4)
 
 
 def test_a_missing_label_counts_as_average_so_more_labels_are_no_handicap():
@@ -62,7 +62,7 @@ def test_a_missing_label_counts_as_average_so_more_labels_are_no_handicap():
 
 def test_decide_never_picks_an_ineligible_hour_or_message():
     eligible = np.zeros((1, 3, 2), dtype=bool)
-    eligible[0, 2, 0] = True                    # only email at hour 8
+    eligible[0, 2, 0] = True  # only email at hour 8
     theta = np.array([[0.9, 0.1, 0.9, 0.9, 0.1, 0.9, 0.9, 0.1]])
     send, hour, message = decide(theta, _options(eligible))
     assert (send[0], hour[0], message[0]) == (True, 0, 2)
@@ -72,9 +72,9 @@ def test_decide_never_picks_an_ineligible_hour_or_message():
 
 def test_frequency_gate_waits_when_a_longer_gap_samples_better():
     eligible = np.ones((1, 3, 2), dtype=bool)
-    theta = np.array([[0.9, 0.1, 0.2, 0.8, 0.3, 0.6, 0.2, 0.7]])   # short gap 0.2 < long gap 0.7
+    theta = np.array([[0.9, 0.1, 0.2, 0.8, 0.3, 0.6, 0.2, 0.7]])  # short gap 0.2 < long gap 0.7
     assert not decide(theta, _options(eligible))[0][0]
-    long_gap = np.ones((1, 2), dtype=np.int64)                      # already in the longest bucket
+    long_gap = np.ones((1, 2), dtype=np.int64)  # already in the longest bucket
     assert decide(theta, _options(eligible, long_gap))[0][0]
 
 
@@ -87,6 +87,6 @@ def test_propensity_matches_the_frequency_of_the_choice_under_resampling():
     p0 = propensity(alpha, beta, opts, np.array([0]), rng, draws=4000)[0]
     p1 = propensity(alpha, beta, opts, np.array([1]), rng, draws=4000)[0]
     p2 = propensity(alpha, beta, opts, np.array([2]), rng, draws=4000)[0]
-    assert p0 + p1 + p2 == pytest.approx(1.0, abs=0.01)   # frequency always says send
-    assert p0 == pytest.approx(p1, abs=0.05)              # tone a and b exchangeable
-    assert p2 < 0.1                                       # email sampled far below push
+    assert p0 + p1 + p2 == pytest.approx(1.0, abs=0.01)  # frequency always says send
+    assert p0 == pytest.approx(p1, abs=0.05)  # tone a and b exchangeable
+    assert p2 < 0.1  # email sampled far below push

@@ -29,8 +29,9 @@ def action_space(channels: list[str], labels: pl.DataFrame, send_hours, frequenc
     """Every (action_set, action) of a run, sorted: the channels, the allowed send hours, the
     frequency buckets and the catalogue's labels (``labels``: action_set, action)."""
     frames = [
-        pl.DataFrame({"action_set": "channel", "action": list(channels)}, schema={"action_set": pl.String,
-                                                                                 "action": pl.String}),
+        pl.DataFrame(
+            {"action_set": "channel", "action": list(channels)}, schema={"action_set": pl.String, "action": pl.String}
+        ),
         pl.DataFrame({"action_set": "send_hour", "action": [str(h) for h in send_hours]}),
         pl.DataFrame({"action_set": "frequency", "action": frequency_labels(frequency_edges)}),
         labels.select(pl.col("action_set").cast(pl.String), pl.col("action").cast(pl.String)),
@@ -54,8 +55,9 @@ def dense(frame: pl.DataFrame, *values: str) -> tuple:
     return (*mats, user_ids, actions)
 
 
-def message_actions(message_ids: list[str], catalogue_actions: pl.DataFrame, sets: list[str],
-                    actions: list[tuple[str, str]]) -> np.ndarray:
+def message_actions(
+    message_ids: list[str], catalogue_actions: pl.DataFrame, sets: list[str], actions: list[tuple[str, str]]
+) -> np.ndarray:
     """(M, S) index into ``actions`` of each message's action in each of ``sets`` (-1: none).
 
     catalogue_actions: message_id, action_set, action; one row per message and set it has

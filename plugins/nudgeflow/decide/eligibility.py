@@ -33,19 +33,19 @@ class Rules:
     max_sends_per_day: int
 
     @classmethod
-    def of(cls, settings) -> "Rules":
+    def of(cls, settings) -> Rules:
         return cls(settings.min_hours_between_sends, settings.min_days_before_repeat, settings.max_sends_per_day)
 
 
 def local_send_times(day: dt.date, timezones, hours) -> dict[str, np.ndarray]:
     """For each timezone, the UTC instant in [D, D+1) at which each local hour starts (NaT if none)."""
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     out = {}
     for name in set(timezones):
         try:
             zone = ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
-            zone = dt.timezone.utc
+            zone = dt.UTC
         found: dict[int, np.datetime64] = {}
         for quarter in range(96):  # every quarter hour covers zones offset by :30 and :45
             instant = start + dt.timedelta(minutes=15 * quarter)

@@ -31,18 +31,26 @@ from nudgeflow.decide.action_space import frequency_labels, gap_bucket
 class Options:
     """The action space and the eligibility of one run (U users, A actions, M messages, H hours)."""
 
-    action_set: np.ndarray         # (A,) name of the set of each action
-    action: np.ndarray             # (A,) name of each action
-    hour_actions: np.ndarray       # (H,) index into A of send_hour = each allowed hour
+    action_set: np.ndarray  # (A,) name of the set of each action
+    action: np.ndarray  # (A,) name of each action
+    hour_actions: np.ndarray  # (H,) index into A of send_hour = each allowed hour
     frequency_actions: np.ndarray  # (B,) index into A of each frequency bucket, shortest first
-    message_actions: np.ndarray    # (M, S) index into A of each message's channel and labels, -1 if none
-    send_at: np.ndarray            # (U, H) datetime64[s] UTC instant of each local hour, NaT if none
-    eligible: np.ndarray           # (U, M, H) bool: message m may be sent to user u at hour h
-    gap_bucket: np.ndarray         # (U, H) frequency bucket (0..B-1) of a send at that hour
+    message_actions: np.ndarray  # (M, S) index into A of each message's channel and labels, -1 if none
+    send_at: np.ndarray  # (U, H) datetime64[s] UTC instant of each local hour, NaT if none
+    eligible: np.ndarray  # (U, M, H) bool: message m may be sent to user u at hour h
+    gap_bucket: np.ndarray  # (U, H) frequency bucket (0..B-1) of a send at that hour
 
     @classmethod
-    def build(cls, actions: list[tuple[str, str]], hours, frequency_edges, message_actions: np.ndarray,
-              send_at: np.ndarray, eligible: np.ndarray, gap_hours: np.ndarray) -> "Options":
+    def build(
+        cls,
+        actions: list[tuple[str, str]],
+        hours,
+        frequency_edges,
+        message_actions: np.ndarray,
+        send_at: np.ndarray,
+        eligible: np.ndarray,
+        gap_hours: np.ndarray,
+    ) -> Options:
         """The options of a run from its actions ((action_set, action) pairs), allowed hours,
         frequency edges, message actions (action_space.message_actions) and eligibility."""
         a_index = {a: i for i, a in enumerate(actions)}
@@ -101,26 +109,34 @@ def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np
     """
     n_users = opts.eligible.shape[0]
     users = np.arange(n_users)
-    feasible = opts.eligible.any(axis=1)                                  # (U, H)
+    feasible = opts.eligible.any(axis=1)  # (U, H)
     theta_hour = np.where(feasible, theta[..., opts.hour_actions], -np.inf)
-    hour = theta_hour.argmax(axis=-1)                                     # (..., U)
+    hour = theta_hour.argmax(axis=-1)  # (..., U)
     has_option = feasible.any(axis=1) & np.ones(hour.shape, dtype=bool)
     # frequency: send iff the bucket of this gap is at least as good as every longer one
-    theta_freq = theta[..., opts.frequency_actions]                       # (..., U, B)
-    bucket = opts.gap_bucket[users, hour]                                 # (..., U)
+    theta_freq = theta[..., opts.frequency_actions]  # (..., U, B)
+    bucket = opts.gap_bucket[users, hour]  # (..., U)
     best_longer = np.flip(np.maximum.accumulate(np.flip(theta_freq, -1), axis=-1), -1)
     current = np.take_along_axis(theta_freq, bucket[..., None], -1)[..., 0]
     reach = np.take_along_axis(best_longer, bucket[..., None], -1)[..., 0]
     send = has_option & (current >= reach)
     # message: best score among the messages eligible at the chosen hour
-    score = message_scores(theta, opts.message_actions)                   # (..., U, M)
-    eligible_now = opts.eligible[users, :, hour]                          # (..., U, M)
+    score = message_scores(theta, opts.message_actions)  # (..., U, M)
+    eligible_now = opts.eligible[users, :, hour]  # (..., U, M)
     message = np.where(eligible_now, score, -np.inf).argmax(axis=-1)
     return send, np.where(send, hour, -1), np.where(send, message, -1)
 
 
-def propensity(alpha: np.ndarray, beta: np.ndarray, opts: Options, chosen: np.ndarray,
-               rng: np.random.Generator, draws: int, chunk: int = 2_000, sharpness: float = 1.0) -> np.ndarray:
+def propensity(
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    opts: Options,
+    chosen: np.ndarray,
+    rng: np.random.Generator,
+    draws: int,
+    chunk: int = 2_000,
+    sharpness: float = 1.0,
+) -> np.ndarray:
     """P(the policy sends message `chosen` to the user today), by resampling the posteriors.
 
     The logged draw counts as one of draws + 1 samples, so the estimate is in (0, 1].
@@ -130,10 +146,16 @@ def propensity(alpha: np.ndarray, beta: np.ndarray, opts: Options, chosen: np.nd
     out = np.full(alpha.shape[0], np.nan)
     users = np.nonzero(chosen >= 0)[0]
     for lo in range(0, users.size, chunk):
-        idx = users[lo:lo + chunk]
+        idx = users[lo : lo + chunk]
         theta = rng.beta(alpha[idx] * sharpness, beta[idx] * sharpness, size=(draws, idx.size, alpha.shape[1]))
-        sub = Options(**{**opts.__dict__, "send_at": opts.send_at[idx], "eligible": opts.eligible[idx],
-                         "gap_bucket": opts.gap_bucket[idx]})
+        sub = Options(
+            **{
+                **opts.__dict__,
+                "send_at": opts.send_at[idx],
+                "eligible": opts.eligible[idx],
+                "gap_bucket": opts.gap_bucket[idx],
+            }
+        )
         send, _, message = decide(theta, sub)
         out[idx] = ((send & (message == chosen[idx])).sum(axis=0) + 1.0) / (draws + 1.0)
     return out

@@ -14,7 +14,6 @@ difference between users: then a user's own evidence outweighs the prior after t
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 
 POPULATION = "__population__"
@@ -91,20 +90,30 @@ def empirical_bayes_prior(
     with_cell = outcomes.join(cells.select("user_id", "cell"), on="user_id", how="inner")
     by_cell = fit_beta_binomial(with_cell, ["cell", "action_set", "action"], max_strength)
     population = fit_beta_binomial(with_cell, ["action_set", "action"], max_strength)
-    cell_totals = (with_cell.filter(pl.col("trials") > 0)
-                   .group_by("cell", "action_set", "action")
-                   .agg(pl.col("successes").sum(), pl.col("trials").sum()))
+    cell_totals = (
+        with_cell.filter(pl.col("trials") > 0)
+        .group_by("cell", "action_set", "action")
+        .agg(pl.col("successes").sum(), pl.col("trials").sum())
+    )
     between = fit_beta_binomial(cell_totals, ["action_set", "action"], CELL_MAX_STRENGTH)
     keep = (
         by_cell.filter(pl.col("n_users") >= min_users)
-        .join(cell_totals.rename({"successes": "cell_successes", "trials": "cell_trials"}),
-              on=["cell", "action_set", "action"])
-        .join(between.select("action_set", "action", pl.col("mean").alias("mu"),
-                             pl.col("strength").alias("k")), on=["action_set", "action"])
-        .with_columns(mean=(pl.col("cell_successes") + pl.col("k") * pl.col("mu"))
-                      / (pl.col("cell_trials") + pl.col("k")))
-        .with_columns(alpha=pl.col("mean") * pl.col("strength"), beta=(1 - pl.col("mean")) * pl.col("strength"),
-                      source=pl.lit("cell"))
+        .join(
+            cell_totals.rename({"successes": "cell_successes", "trials": "cell_trials"}),
+            on=["cell", "action_set", "action"],
+        )
+        .join(
+            between.select("action_set", "action", pl.col("mean").alias("mu"), pl.col("strength").alias("k")),
+            on=["action_set", "action"],
+        )
+        .with_columns(
+            mean=(pl.col("cell_successes") + pl.col("k") * pl.col("mu")) / (pl.col("cell_trials") + pl.col("k"))
+        )
+        .with_columns(
+            alpha=pl.col("mean") * pl.col("strength"),
+            beta=(1 - pl.col("mean")) * pl.col("strength"),
+            source=pl.lit("cell"),
+        )
     )
     return pl.concat(
         [keep, population.with_columns(cell=pl.lit(POPULATION), source=pl.lit("population"))],
@@ -112,9 +121,7 @@ def empirical_bayes_prior(
     ).select("cell", "action_set", "action", "alpha", "beta", "n_users", "trials", "source")
 
 
-def posterior(
-    users: pl.DataFrame, actions: pl.DataFrame, prior: pl.DataFrame, outcomes: pl.DataFrame
-) -> pl.DataFrame:
+def posterior(users: pl.DataFrame, actions: pl.DataFrame, prior: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
     """Beta posterior of every (user, action) pair: prior of the user's cell plus own evidence.
 
     users: user_id, cell. actions: action_set, action (the options of this run).
@@ -125,18 +132,30 @@ def posterior(
     pop_prior = prior.filter(pl.col("cell") == POPULATION).drop("cell")
     grid = users.select("user_id", "cell").join(actions.select("action_set", "action"), how="cross")
     return (
-        grid.join(cell_prior.select("cell", "action_set", "action", "alpha", "beta", "source"),
-                  on=["cell", "action_set", "action"], how="left")
-        .join(pop_prior.select("action_set", "action", pl.col("alpha").alias("pop_alpha"),
-                               pl.col("beta").alias("pop_beta")),
-              on=["action_set", "action"], how="left")
-        .join(outcomes.select("user_id", "action_set", "action", "successes", "trials"),
-              on=["user_id", "action_set", "action"], how="left")
+        grid.join(
+            cell_prior.select("cell", "action_set", "action", "alpha", "beta", "source"),
+            on=["cell", "action_set", "action"],
+            how="left",
+        )
+        .join(
+            pop_prior.select(
+                "action_set", "action", pl.col("alpha").alias("pop_alpha"), pl.col("beta").alias("pop_beta")
+            ),
+            on=["action_set", "action"],
+            how="left",
+        )
+        .join(
+            outcomes.select("user_id", "action_set", "action", "successes", "trials"),
+            on=["user_id", "action_set", "action"],
+            how="left",
+        )
         .with_columns(
             prior_alpha=pl.coalesce("alpha", "pop_alpha", pl.lit(1.0)),
             prior_beta=pl.coalesce("beta", "pop_beta", pl.lit(1.0)),
-            prior_source=pl.when(pl.col("alpha").is_not_null()).then(pl.lit("cell"))
-            .when(pl.col("pop_alpha").is_not_null()).then(pl.lit("population"))
+            prior_source=pl.when(pl.col("alpha").is_not_null())
+            .then(pl.lit("cell"))
+            .when(pl.col("pop_alpha").is_not_null())
+            .then(pl.lit("population"))
             .otherwise(pl.lit("uniform")),
             successes=pl.col("successes").fill_null(0).cast(pl.Float64),
             trials=pl.col("trials").fill_null(0).cast(pl.Float64),
@@ -145,6 +164,17 @@ def posterior(
             alpha=pl.col("prior_alpha") + pl.col("successes"),
             beta=pl.col("prior_beta") + pl.col("trials") - pl.col("successes"),
         )
-        .select("user_id", "cell", "action_set", "action", "prior_alpha", "prior_beta", "prior_source",
-                "successes", "trials", "alpha", "beta")
+        .select(
+            "user_id",
+            "cell",
+            "action_set",
+            "action",
+            "prior_alpha",
+            "prior_beta",
+            "prior_source",
+            "successes",
+            "trials",
+            "alpha",
+            "beta",
+        )
     )

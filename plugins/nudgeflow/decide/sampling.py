@@ -17,8 +17,9 @@ _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 def stable_hash(values) -> np.ndarray:
     """64-bit key of each string (first 8 bytes of its MD5), stable across runs and platforms."""
-    return np.array([int.from_bytes(hashlib.md5(str(v).encode()).digest()[:8], "little") for v in values],
-                    dtype=np.uint64)
+    return np.array(
+        [int.from_bytes(hashlib.md5(str(v).encode()).digest()[:8], "little") for v in values], dtype=np.uint64
+    )
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ Registered by :func:`register` through the plugin entry point (nudgeflow/plugins
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,14 +21,14 @@ def register(app: typer.Typer) -> None:
 
 
 def simulate(
-    home: Optional[Path] = HomeOption,
+    home: Path | None = HomeOption,
     users: int = typer.Option(20_000, help="Number of users of a new world."),
     history_days: int = typer.Option(14, "--days", help="Days of history (legacy sender) of a new world."),
     start: str = typer.Option("2026-01-05", help="First day of history (YYYY-MM-DD)."),
     seed: int = typer.Option(0, help="Random seed of the world."),
     scenario: str = typer.Option("default", help="default, strong_seasonality, drift, fatigue, many_labels."),
     deliver: bool = typer.Option(False, "--deliver", help="Deliver the schedule of --date and simulate that day."),
-    date: Optional[str] = typer.Option(None, "--date", help="With --deliver: the day to simulate (YYYY-MM-DD)."),
+    date: str | None = typer.Option(None, "--date", help="With --deliver: the day to simulate (YYYY-MM-DD)."),
 ) -> None:
     """Create a simulated world under HOME/landing (or, with --deliver, simulate one more day)."""
     from nudgeflow.lab import simulate as sim
@@ -42,14 +41,20 @@ def simulate(
     else:
         root = resolve_home(home, must_exist=False)
         root.mkdir(parents=True, exist_ok=True)
-        summary = sim.create_world(root, users=users, history_days=history_days, start=parse_date(start),
-                                   seed=seed, scenario=scenario,
-                                   progress=lambda *a: _progress(" ".join(map(str, a))))
+        summary = sim.create_world(
+            root,
+            users=users,
+            history_days=history_days,
+            start=parse_date(start),
+            seed=seed,
+            scenario=scenario,
+            progress=lambda *a: _progress(" ".join(map(str, a))),
+        )
     _progress(f"done: {summary}")
 
 
 def demo(
-    home: Optional[Path] = HomeOption,
+    home: Path | None = HomeOption,
     users: int = typer.Option(20_000, help="Users of the simulated world."),
     history_days: int = typer.Option(14, help="Days of history with the legacy sender."),
     loop_days: int = typer.Option(21, help="Days of closed loop, each run through Airflow."),
@@ -60,8 +65,15 @@ def demo(
     from nudgeflow.lab.demo import run_demo
 
     root = resolve_home(home, must_exist=False)
-    run_demo(root, users=users, history_days=history_days, loop_days=loop_days, seed=seed,
-             use_airflow=airflow, progress=_progress)
+    run_demo(
+        root,
+        users=users,
+        history_days=history_days,
+        loop_days=loop_days,
+        seed=seed,
+        use_airflow=airflow,
+        progress=_progress,
+    )
 
 
 evaluate_app = typer.Typer(no_args_is_help=True, help="Validate the method against a simulated world's truth.")
@@ -69,7 +81,7 @@ evaluate_app = typer.Typer(no_args_is_help=True, help="Validate the method again
 
 @evaluate_app.command("measurement")
 def evaluate_measurement(
-    home: Optional[Path] = HomeOption,
+    home: Path | None = HomeOption,
     users: int = typer.Option(20_000, help="Users of the world created when HOME has none."),
     history_days: int = typer.Option(14, help="Days of legacy history of a created world."),
     loop_days: int = typer.Option(14, help="Days of random extra sends (every hour) of a created world."),
@@ -77,7 +89,7 @@ def evaluate_measurement(
     seed: int = typer.Option(1, help="Seed of a created world."),
     sweeps: bool = typer.Option(True, help="Also sweep neighbours, half-life and window (one dbt run each)."),
     replicates: int = typer.Option(200, help="Bootstrap replicates (users resampled)."),
-    dbt_vars: str = typer.Option("", help='Method options as dbt vars (JSON), e.g. \'{"pre_match_candidates": 50}\'.'),
+    dbt_vars: str = typer.Option("", help="Method options as dbt vars (JSON), e.g. '{\"pre_match_candidates\": 50}'."),
 ) -> None:
     """Estimated vs true send effects for our estimator and four simpler ones (issue 3).
 
@@ -88,8 +100,15 @@ def evaluate_measurement(
     if not (root / "truth" / "state.json").exists():
         if (root / "landing").exists() and any(p.is_file() for p in (root / "landing").rglob("*")):
             _fail(f"{root} has landed data but no simulated truth: evaluate needs a simulated world")
-        build_evaluation_world(root, users=users, history_days=history_days, loop_days=loop_days,
-                               scenario=scenario, seed=seed, progress=_progress)
+        build_evaluation_world(
+            root,
+            users=users,
+            history_days=history_days,
+            loop_days=loop_days,
+            scenario=scenario,
+            seed=seed,
+            progress=_progress,
+        )
     import json
 
     try:
@@ -102,8 +121,8 @@ def evaluate_measurement(
 
 @evaluate_app.command("policies")
 def evaluate_policies(
-    home: Optional[Path] = HomeOption,
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default HOME/reports/policies)."),
+    home: Path | None = HomeOption,
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default HOME/reports/policies)."),
     users: int = typer.Option(1000, help="Users per simulated world."),
     seeds: int = typer.Option(5, help="Seeds (worlds) per scenario; intervals are over seeds."),
     days: int = typer.Option(28, help="Closed-loop days per run."),
@@ -118,9 +137,17 @@ def evaluate_policies(
     root = resolve_home(home, must_exist=False)
     root.mkdir(parents=True, exist_ok=True)
     target = out or root / "reports" / "policies"
-    result = evaluate(root / "harness_worlds", target, worlds=[w.strip() for w in worlds.split(",") if w.strip()],
-                      seeds=seeds, users=users, history_days=history_days, days=days,
-                      policies=[p.strip() for p in policies.split(",") if p.strip()] or None, jobs=jobs,
-                      progress=_progress)
+    result = evaluate(
+        root / "harness_worlds",
+        target,
+        worlds=[w.strip() for w in worlds.split(",") if w.strip()],
+        seeds=seeds,
+        users=users,
+        history_days=history_days,
+        days=days,
+        policies=[p.strip() for p in policies.split(",") if p.strip()] or None,
+        jobs=jobs,
+        progress=_progress,
+    )
     print(result["markdown"])
     _progress(f"wrote {target} ({len(result['plots'])} regret plots) in {result['seconds']:.0f}s")

@@ -16,8 +16,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from nudgeflow.config import REPO_ROOT, NudgeflowError
 
@@ -56,7 +56,7 @@ def _run_logged(cmd: list[str], env: dict, log: Path, on_mark: Callable[[str], N
             out.write(line)
             out.flush()
             if on_mark and line.startswith(MARK):
-                on_mark(line[len(MARK):].rstrip())
+                on_mark(line[len(MARK) :].rstrip())
         code = child.wait()
     if code != 0:
         tail = log.read_text().splitlines()[-25:]
@@ -77,12 +77,17 @@ def setup_airflow(home: Path) -> dict:
     return env
 
 
-def _airflow_loop(first: dt.date, loop_days: int, env: dict, log: Path, progress: Callable[[str], None],
-                  started: float) -> None:
+def _airflow_loop(
+    first: dt.date, loop_days: int, env: dict, log: Path, progress: Callable[[str], None], started: float
+) -> None:
     """Run the loop's days in one Airflow process (`python -m nudgeflow.lab.demo`): its output goes to
     the log, its progress lines (prefixed with MARK) to `progress`."""
-    _run_logged([sys.executable, "-m", "nudgeflow.lab.demo", first.isoformat(), str(loop_days)], env, log,
-                on_mark=lambda line: progress(f"{line} (total {time.perf_counter() - started:.0f}s)"))
+    _run_logged(
+        [sys.executable, "-m", "nudgeflow.lab.demo", first.isoformat(), str(loop_days)],
+        env,
+        log,
+        on_mark=lambda line: progress(f"{line} (total {time.perf_counter() - started:.0f}s)"),
+    )
 
 
 def airflow_days(first: dt.date, loop_days: int) -> None:
@@ -100,18 +105,30 @@ def airflow_days(first: dt.date, loop_days: int) -> None:
         day = first + dt.timedelta(days=i)
         t0 = time.perf_counter()
         for dag in dags:
-            run = dag.test(logical_date=dt.datetime.combine(day, dt.time(), dt.timezone.utc))
+            run = dag.test(logical_date=dt.datetime.combine(day, dt.time(), dt.UTC))
             if str(run.state) not in ("success", "DagRunState.SUCCESS"):
                 raise SystemExit(f"{dag.dag_id} {day}: DagRun ended {run.state}")
-        print(f"{MARK}day {i + 1}/{loop_days} {day}: nudgeflow_daily then nudgeflow_simulated_world "
-              f"succeeded in {time.perf_counter() - t0:.1f}s", flush=True)
+        print(
+            f"{MARK}day {i + 1}/{loop_days} {day}: nudgeflow_daily then nudgeflow_simulated_world "
+            f"succeeded in {time.perf_counter() - t0:.1f}s",
+            flush=True,
+        )
 
 
-def run_demo(home: Path, *, users: int, history_days: int, loop_days: int, seed: int,
-             use_airflow: bool, progress: Callable[[str], None]) -> dict:
-    from nudgeflow.steps import run as run_day, step_ingest, step_measure
-    from nudgeflow.report import print_report
+def run_demo(
+    home: Path,
+    *,
+    users: int,
+    history_days: int,
+    loop_days: int,
+    seed: int,
+    use_airflow: bool,
+    progress: Callable[[str], None],
+) -> dict:
     from nudgeflow.lab.simulate import create_world, deliver
+    from nudgeflow.report import print_report
+    from nudgeflow.steps import run as run_day
+    from nudgeflow.steps import step_ingest, step_measure
 
     home = Path(home)
     started = time.perf_counter()
@@ -132,8 +149,10 @@ def run_demo(home: Path, *, users: int, history_days: int, loop_days: int, seed:
             t0 = time.perf_counter()
             run_day(home, day)
             deliver(home, day)
-            progress(f"day {i + 1}/{loop_days} {day}: scheduled and delivered in "
-                     f"{time.perf_counter() - t0:.1f}s (total {time.perf_counter() - started:.0f}s)")
+            progress(
+                f"day {i + 1}/{loop_days} {day}: scheduled and delivered in "
+                f"{time.perf_counter() - t0:.1f}s (total {time.perf_counter() - started:.0f}s)"
+            )
     end = first + dt.timedelta(days=loop_days)
     step_ingest(home, end)
     step_measure(home, end)

@@ -39,15 +39,15 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from nudgeflow.lab.harness.rewards import mh_event_weights
 from nudgeflow.config import NudgeflowError, Settings, load_settings
+from nudgeflow.lab.harness.rewards import mh_event_weights
 
 Progress = Callable[[str], None] | None
 
@@ -74,9 +74,17 @@ def _say(progress: Progress, message: str) -> None:
 # ----------------------------------------------------------------------------- world
 
 
-def build_evaluation_world(home: Path, *, users: int = 20_000, history_days: int = 14,
-                           loop_days: int = 14, scenario: str = "default", seed: int = 1,
-                           send_share: float = 0.10, progress: Progress = None) -> dict:
+def build_evaluation_world(
+    home: Path,
+    *,
+    users: int = 20_000,
+    history_days: int = 14,
+    loop_days: int = 14,
+    scenario: str = "default",
+    seed: int = 1,
+    send_share: float = 0.10,
+    progress: Progress = None,
+) -> dict:
     """A world for the evaluation: ``history_days`` of the legacy sender (one message at
     18:00 UTC to 30 % of the users a day), then ``loop_days`` on which, besides the legacy
     sender, a random ``send_share`` of the non-holdout users get one message they are
@@ -87,10 +95,12 @@ def build_evaluation_world(home: Path, *, users: int = 20_000, history_days: int
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    summary = create_world(home, users=users, history_days=history_days, start=EVAL_START,
-                           seed=seed, scenario=scenario)
-    _say(progress, f"world: {users} users, {history_days} days of legacy history "
-                   f"({summary['sends']} sends) in {summary['seconds']:.0f}s")
+    summary = create_world(home, users=users, history_days=history_days, start=EVAL_START, seed=seed, scenario=scenario)
+    _say(
+        progress,
+        f"world: {users} users, {history_days} days of legacy history "
+        f"({summary['sends']} sends) in {summary['seconds']:.0f}s",
+    )
     world = load_world(home)
     elig = world.eligible_static()
     first = dt.date.fromisoformat(summary["first_closed_loop_date"])
@@ -103,20 +113,27 @@ def build_evaluation_world(home: Path, *, users: int = 20_000, history_days: int
         keys = np.where(elig[pick], g.random((len(pick), elig.shape[1])), -1.0)
         msg = keys.argmax(axis=1)
         hour = g.integers(0, 24, len(pick))
-        sched = pl.DataFrame({
-            "user_id": world.user_ids.gather(pick),
-            "message_id": world.msg_ids.gather(msg),
-            "send_at": pl.Series([dt.datetime.combine(day, dt.time(int(h))) for h in hour],
-                                 dtype=pl.Datetime("us")),
-        })
+        sched = pl.DataFrame(
+            {
+                "user_id": world.user_ids.gather(pick),
+                "message_id": world.msg_ids.gather(msg),
+                "send_at": pl.Series(
+                    [dt.datetime.combine(day, dt.time(int(h))) for h in hour], dtype=pl.Datetime("us")
+                ),
+            }
+        )
         path = home / "exports" / "send_schedule" / f"date={day.isoformat()}" / "part-0.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         sched.write_parquet(path)
         r = deliver(home, day, legacy=True)
         n_sends += r["sends"]
         _say(progress, f"world: delivered {day} ({r['sends']} sends)")
-    return {**{k: summary[k] for k in ("scenario", "seed", "users", "history_days")},
-            "loop_days": loop_days, "loop_sends": n_sends, "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        **{k: summary[k] for k in ("scenario", "seed", "users", "history_days")},
+        "loop_days": loop_days,
+        "loop_sends": n_sends,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def _landed_days(home: Path) -> list[dt.date]:
@@ -133,9 +150,17 @@ def _landed_days(home: Path) -> list[dt.date]:
 # ----------------------------------------------------------------------------- truth
 
 
-def true_delta_y(world, u: np.ndarray, t_epoch_s: np.ndarray, offset_h: np.ndarray,
-                 tau: np.ndarray, weights: dict, half_life: float, window: float,
-                 step_h: float = 0.25) -> np.ndarray:
+def true_delta_y(
+    world,
+    u: np.ndarray,
+    t_epoch_s: np.ndarray,
+    offset_h: np.ndarray,
+    tau: np.ndarray,
+    weights: dict,
+    half_life: float,
+    window: float,
+    step_h: float = 0.25,
+) -> np.ndarray:
     """Expected increase of Y_post = sum_e w_e 2^(-(t_e - t)/half_life) over [t, t + window)
     caused by one send alone (the estimand of every estimator, in its units). ``weights``:
     event name -> weight, a number or one per send (each send is scored with the weights
@@ -193,14 +218,16 @@ def send_truth(home: Path) -> pl.DataFrame:
 class Scratch:
     """A scratch warehouse with the home's landed files, where dbt runs with any settings."""
 
-    def __init__(self, home: Path, as_of: dt.datetime, progress: Progress = None,
-                 extra_vars: dict | None = None):
+    def __init__(self, home: Path, as_of: dt.datetime, progress: Progress = None, extra_vars: dict | None = None):
         from nudgeflow.steps.ingest import ingest
 
         self.home = Path(home)
         self.extra_vars = dict(extra_vars or {})
-        tag = "-" + hashlib.md5(json.dumps(self.extra_vars, sort_keys=True).encode()).hexdigest()[:8] \
-            if self.extra_vars else ""
+        tag = (
+            "-" + hashlib.md5(json.dumps(self.extra_vars, sort_keys=True).encode()).hexdigest()[:8]
+            if self.extra_vars
+            else ""
+        )
         self.dir = self.home / ".evaluate" / f"measurement{tag}"
         self.as_of = as_of
         self.progress = progress
@@ -215,8 +242,9 @@ class Scratch:
         self.built = False
         self.last: Settings | None = None
 
-    def measure(self, settings: Settings,
-                targets: tuple[str, ...] = ("send_outcomes", "event_weights", "event_weight_strata")) -> float:
+    def measure(
+        self, settings: Settings, targets: tuple[str, ...] = ("send_outcomes", "event_weights", "event_weight_strata")
+    ) -> float:
         """dbt run --full-refresh of the Measure models with these settings; seconds."""
         from nudgeflow.steps.measure import dbt_args, run_dbt
 
@@ -227,8 +255,13 @@ class Scratch:
             same = ("goal_event", "weight_window_hours", "weight_horizon_days", "window_hours")
             if self.last is not None and all(getattr(settings, f) == getattr(self.last, f) for f in same):
                 # neighbours / half-life only: event weights and features are unchanged
-                select += ["event_weights_history", "event_weight_strata", "int_user_features__dated",
-                           "int_sends__to_score", "int_events__in_windows"]
+                select += [
+                    "event_weights_history",
+                    "event_weight_strata",
+                    "int_user_features__dated",
+                    "int_sends__to_score",
+                    "int_events__in_windows",
+                ]
         self.last = settings
         extra = ["--full-refresh", *select]
         args = dbt_args("run", self.dir, settings, *extra)
@@ -250,8 +283,16 @@ class Scratch:
 # ----------------------------------------------------------------------------- panel
 
 
-def hourly_panel(con, users: pl.DataFrame, hours0: dt.datetime, n_hours: int, half_life: float,
-                 window: int, instants: np.ndarray, weights: dict) -> tuple[np.ndarray, np.ndarray]:
+def hourly_panel(
+    con,
+    users: pl.DataFrame,
+    hours0: dt.datetime,
+    n_hours: int,
+    half_life: float,
+    window: int,
+    instants: np.ndarray,
+    weights: dict,
+) -> tuple[np.ndarray, np.ndarray]:
     """Y_pre and Y_post of every user (rows of ``users``, column ``uidx``) at every instant
     (hour indices from ``hours0``): arrays [n_users, n_instants]. ``weights``: event name ->
     weight, a number or one per instant (names without a weight count 0).
@@ -307,11 +348,11 @@ def hourly_panel(con, users: pl.DataFrame, hours0: dt.datetime, n_hours: int, ha
     return y_pre, y_post
 
 
-def messaged_mask(con, users: pl.DataFrame, hours0: dt.datetime, instants: np.ndarray,
-                  window: float) -> np.ndarray:
+def messaged_mask(con, users: pl.DataFrame, hours0: dt.datetime, instants: np.ndarray, window: float) -> np.ndarray:
     """[n_users, n_instants]: the user had a send in [t - window, t + window)."""
-    inst = pl.DataFrame({"iidx": np.arange(len(instants)),
-                         "t": [hours0 + dt.timedelta(hours=int(h)) for h in instants]})
+    inst = pl.DataFrame(
+        {"iidx": np.arange(len(instants)), "t": [hours0 + dt.timedelta(hours=int(h)) for h in instants]}
+    )
     con.register("m_users", users.select("user_id", "uidx"))
     con.register("m_inst", inst)
     try:
@@ -338,9 +379,15 @@ def messaged_mask(con, users: pl.DataFrame, hours0: dt.datetime, instants: np.nd
 # ----------------------------------------------------------------------------- estimators
 
 
-def baseline_estimates(y_pre: np.ndarray, y_post: np.ndarray, messaged: np.ndarray,
-                       send_u: np.ndarray, send_i: np.ndarray, k: int | None,
-                       rng: np.random.Generator) -> dict[str, np.ndarray]:
+def baseline_estimates(
+    y_pre: np.ndarray,
+    y_post: np.ndarray,
+    messaged: np.ndarray,
+    send_u: np.ndarray,
+    send_i: np.ndarray,
+    k: int | None,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
     """(a)-(d) for sends (user row ``send_u`` at instant column ``send_i``) from the panel.
 
     (d) draws k distinct unmessaged users per send (k None or >= the pool: all of them)."""
@@ -383,13 +430,23 @@ def distinct_draws(rng: np.random.Generator, rows: int, pool: int, k: int) -> np
 # ----------------------------------------------------------------------------- metrics
 
 
-def _user_stats(est: np.ndarray, truth: np.ndarray, te: np.ndarray, user: np.ndarray,
-                n_users: int) -> np.ndarray:
+def _user_stats(est: np.ndarray, truth: np.ndarray, te: np.ndarray, user: np.ndarray, n_users: int) -> np.ndarray:
     """Per-user sums [n_users, 11] used by every metric (so that bootstrapping users is a
     matrix product)."""
     err = est - truth
-    cols = [np.ones_like(est), err, err * err, est, truth, est * est, truth * truth, est * truth,
-            ((est > 0) == (truth > 0)).astype(np.float64), te * te, est * te]
+    cols = [
+        np.ones_like(est),
+        err,
+        err * err,
+        est,
+        truth,
+        est * est,
+        truth * truth,
+        est * truth,
+        ((est > 0) == (truth > 0)).astype(np.float64),
+        te * te,
+        est * te,
+    ]
     extra_te = te
     stats = np.zeros((n_users, len(cols) + 1))
     for j, c in enumerate(cols + [extra_te]):
@@ -402,7 +459,7 @@ def _metrics_from_sums(s: np.ndarray) -> dict[str, np.ndarray]:
     n, e1, e2, x1, y1, x2, y2, xy, sg, t2, xt, t1 = (s[..., j] for j in range(12))
     with np.errstate(invalid="ignore", divide="ignore"):
         mx, my, mt = x1 / n, y1 / n, t1 / n
-        vx, vy, vt = x2 / n - mx ** 2, y2 / n - my ** 2, t2 / n - mt ** 2
+        vx, vy, vt = x2 / n - mx**2, y2 / n - my**2, t2 / n - mt**2
         return {
             "bias": e1 / n,
             "sd_error": np.sqrt(np.maximum(e2 / n - (e1 / n) ** 2, 0.0)),
@@ -418,8 +475,14 @@ def bootstrap_weights(n_users: int, replicates: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 31337]).poisson(1.0, (replicates, n_users)).astype(np.float64)
 
 
-def compare(estimates: dict[str, np.ndarray], truth: np.ndarray, te: np.ndarray, user: np.ndarray,
-            boot: np.ndarray, reference: str = "ours") -> dict:
+def compare(
+    estimates: dict[str, np.ndarray],
+    truth: np.ndarray,
+    te: np.ndarray,
+    user: np.ndarray,
+    boot: np.ndarray,
+    reference: str = "ours",
+) -> dict:
     """Point estimates, 95 % bootstrap intervals, and the paired RMSE difference to ``reference``."""
     n_users = boot.shape[1]
     res, reps = {}, {}
@@ -429,8 +492,7 @@ def compare(estimates: dict[str, np.ndarray], truth: np.ndarray, te: np.ndarray,
         point = _metrics_from_sums(st.sum(axis=0))
         rep = _metrics_from_sums(boot @ st)
         reps[name] = rep
-        res[name] = {"n": int(ok.sum()), "mean_estimate": float(est[ok].mean()),
-                     "mean_truth": float(truth[ok].mean())}
+        res[name] = {"n": int(ok.sum()), "mean_estimate": float(est[ok].mean()), "mean_truth": float(truth[ok].mean())}
         for m, v in point.items():
             lo, hi = np.nanpercentile(rep[m], [2.5, 97.5])
             res[name][m] = [float(v), float(lo), float(hi)]
@@ -441,7 +503,8 @@ def compare(estimates: dict[str, np.ndarray], truth: np.ndarray, te: np.ndarray,
             d = reps[name]["rmse"] - reps[reference]["rmse"]
             res[name]["rmse_minus_reference"] = [
                 float(res[name]["rmse"][0] - res[reference]["rmse"][0]),
-                *map(float, np.nanpercentile(d, [2.5, 97.5]))]
+                *map(float, np.nanpercentile(d, [2.5, 97.5])),
+            ]
     return res
 
 
@@ -452,9 +515,15 @@ def calibration(est: np.ndarray, truth: np.ndarray, te: np.ndarray, bins: int = 
     order = np.argsort(est, kind="stable")
     out = []
     for d, idx in enumerate(np.array_split(order, bins)):
-        out.append({"decile": d + 1, "n": int(len(idx)), "mean_estimate": float(est[idx].mean()),
-                    "mean_true_delta_y": float(truth[idx].mean()),
-                    "mean_true_purchases": float(te[idx].mean())})
+        out.append(
+            {
+                "decile": d + 1,
+                "n": int(len(idx)),
+                "mean_estimate": float(est[idx].mean()),
+                "mean_true_delta_y": float(truth[idx].mean()),
+                "mean_true_purchases": float(te[idx].mean()),
+            }
+        )
     return out
 
 
@@ -480,8 +549,13 @@ def _offsets(truth: pl.DataFrame) -> np.ndarray:
     return np.mod(truth["local_hour"].to_numpy().astype(np.float64) - utc_h + 12.0, 24.0) - 12.0
 
 
-def run_config(ctx: Context, settings: Settings, sends: pl.DataFrame | None = None,
-               k_random: int | None = "same", want_calibration: bool = False) -> dict:
+def run_config(
+    ctx: Context,
+    settings: Settings,
+    sends: pl.DataFrame | None = None,
+    k_random: int | None = "same",
+    want_calibration: bool = False,
+) -> dict:
     """Measure with ``settings`` (dbt), then every estimator and the truth on the evaluated
     sends (``sends``: send_id column; default all eligible, see ``evaluate``)."""
     secs = ctx.scratch.measure(settings)
@@ -490,11 +564,12 @@ def run_config(ctx: Context, settings: Settings, sends: pl.DataFrame | None = No
         raise NudgeflowError("evaluate measurement needs a whole number of window_hours")
     con = ctx.scratch.connect()
     try:
-        out = con.sql("select o.send_id, o.y_pre, o.y_post, o.delta_y, o.n_controls, o.is_scored, "
-                      "w.weights_as_of from wh.marts.send_outcomes as o "
-                      "join wh.intermediate.int_sends__windows as w using (send_id)").pl()
-        history = con.sql("select weights_as_of, event_name, weight "
-                          "from wh.marts.event_weights_history").pl()
+        out = con.sql(
+            "select o.send_id, o.y_pre, o.y_post, o.delta_y, o.n_controls, o.is_scored, "
+            "w.weights_as_of from wh.marts.send_outcomes as o "
+            "join wh.intermediate.int_sends__windows as w using (send_id)"
+        ).pl()
+        history = con.sql("select weights_as_of, event_name, weight from wh.marts.event_weights_history").pl()
         frame = ctx.truth.join(out, on="send_id", how="inner")
         if sends is not None:
             frame = frame.join(sends.select("send_id"), on="send_id", how="semi")
@@ -521,19 +596,33 @@ def run_config(ctx: Context, settings: Settings, sends: pl.DataFrame | None = No
         con.close()
     send_u = frame["uidx"].to_numpy()
     # the panel reproduces the production's treated outcomes
-    check = float(max(np.abs(y_pre[send_u, send_i] - frame["y_pre"].to_numpy()).max(initial=0),
-                      np.abs(y_post[send_u, send_i] - frame["y_post"].to_numpy()).max(initial=0)))
+    check = float(
+        max(
+            np.abs(y_pre[send_u, send_i] - frame["y_pre"].to_numpy()).max(initial=0),
+            np.abs(y_post[send_u, send_i] - frame["y_post"].to_numpy()).max(initial=0),
+        )
+    )
     k = settings.neighbours if k_random == "same" else k_random
     rng = np.random.default_rng([ctx.seed, 4242, int(settings.neighbours), int(h), int(W)])
-    est = baseline_estimates(y_pre, y_post, msg, send_u, send_i,
-                             None if (k is None or k >= ALL_NEIGHBOURS) else int(k), rng)
+    est = baseline_estimates(
+        y_pre, y_post, msg, send_u, send_i, None if (k is None or k >= ALL_NEIGHBOURS) else int(k), rng
+    )
     est["ours"] = frame["delta_y"].to_numpy()
-    truth = true_delta_y(ctx.world, frame["widx"].to_numpy(), frame["t_epoch"].to_numpy(),
-                         frame["offset_h"].to_numpy(), frame["tau"].to_numpy(), send_w, h, W)
+    truth = true_delta_y(
+        ctx.world,
+        frame["widx"].to_numpy(),
+        frame["t_epoch"].to_numpy(),
+        frame["offset_h"].to_numpy(),
+        frame["tau"].to_numpy(),
+        send_w,
+        h,
+        W,
+    )
     te = frame["true_effect"].to_numpy()
     res = {
         "settings": {"neighbours": settings.neighbours, "half_life_hours": h, "window_hours": W},
-        "n_sends": frame.height, "n_instants": int(len(inst)),
+        "n_sends": frame.height,
+        "n_instants": int(len(inst)),
         "mean_controls_ours": float(frame["n_controls"].mean()),
         "mean_unmessaged_pool": float((~msg).sum(axis=0)[send_i].mean()),
         "share_truth_positive": float((truth > 0).mean()),
@@ -544,7 +633,8 @@ def run_config(ctx: Context, settings: Settings, sends: pl.DataFrame | None = No
     if want_calibration:
         res["calibration"] = {name: calibration(e, truth, te) for name, e in est.items()}
     res["_frame"] = frame.select("send_id").with_columns(
-        true_delta_y=pl.Series(truth), **{name: pl.Series(e) for name, e in est.items()})
+        true_delta_y=pl.Series(truth), **{name: pl.Series(e) for name, e in est.items()}
+    )
     return res
 
 
@@ -562,16 +652,22 @@ def event_weight_table(con, settings: Settings, boot_reps: int, seed: int, *, pr
     estimate for every event (the goal's included), ``weight`` what the outcomes use;
     ``production_weight`` is the warehouse's ``event_weights`` value (when ``production``)."""
     goal = settings.goal_event
-    per_user = con.sql("select user_id, event_name, n_followed as nf, n_not_followed as nn, us_followed, "
-                       "horizon_us from wh.marts.event_weight_strata").pl()
-    prod = dict(con.execute("select event_name, weight from wh.marts.event_weights").fetchall()) \
-        if production else {}
+    per_user = con.sql(
+        "select user_id, event_name, n_followed as nf, n_not_followed as nn, us_followed, "
+        "horizon_us from wh.marts.event_weight_strata"
+    ).pl()
+    prod = dict(con.execute("select event_name, weight from wh.marts.event_weights").fetchall()) if production else {}
     names = sorted(set(per_user["event_name"].unique().to_list()) | {goal})
     uid = per_user["user_id"].unique().sort()
-    ei = per_user.join(pl.DataFrame({"event_name": names, "_e": np.arange(len(names))}),
-                       on="event_name", how="left", maintain_order="left")["_e"].to_numpy()
-    ui = per_user.join(pl.DataFrame({"user_id": uid, "_u": np.arange(len(uid))}), on="user_id",
-                       how="left", maintain_order="left")["_u"].to_numpy()
+    ei = per_user.join(
+        pl.DataFrame({"event_name": names, "_e": np.arange(len(names))}),
+        on="event_name",
+        how="left",
+        maintain_order="left",
+    )["_e"].to_numpy()
+    ui = per_user.join(
+        pl.DataFrame({"user_id": uid, "_u": np.arange(len(uid))}), on="user_id", how="left", maintain_order="left"
+    )["_u"].to_numpy()
     nf = np.zeros((len(uid), len(names)))
     nn = np.zeros((len(uid), len(names)))
     nf[ui, ei] = per_user["nf"].to_numpy()
@@ -579,7 +675,7 @@ def event_weight_table(con, settings: Settings, boot_reps: int, seed: int, *, pr
     share = np.zeros(len(uid))
     share[ui] = per_user["us_followed"].to_numpy().astype(np.float64) / per_user["horizon_us"].to_numpy()
     mh_f = nf * (1 - share)[:, None]  # a_ue (T - F_u) / T
-    mh_n = nn * share[:, None]        # b_ue F_u / T
+    mh_n = nn * share[:, None]  # b_ue F_u / T
     bw = np.random.default_rng([seed, 777]).poisson(1.0, (boot_reps, len(uid))).astype(np.float64)
     g = names.index(goal)
     point_llr, point = mh_event_weights(mh_f.sum(axis=0), mh_n.sum(axis=0), g)
@@ -588,17 +684,33 @@ def event_weight_table(con, settings: Settings, boot_reps: int, seed: int, *, pr
     rows = []
     for j, name in enumerate(names):
         n_e = nf[:, j].sum() + nn[:, j].sum()
-        rows.append({"event_name": name, "n_events": int(n_e), "share_followed": float(nf[:, j].sum() / max(n_e, 1)),
-                     "llr": float(point_llr[j]), "weight": float(point[j]), "production_weight": prod.get(name),
-                     "ci": [float(lo[j]), float(hi[j])], "is_goal": name == goal})
+        rows.append(
+            {
+                "event_name": name,
+                "n_events": int(n_e),
+                "share_followed": float(nf[:, j].sum() / max(n_e, 1)),
+                "llr": float(point_llr[j]),
+                "weight": float(point[j]),
+                "production_weight": prod.get(name),
+                "ci": [float(lo[j]), float(hi[j])],
+                "is_goal": name == goal,
+            }
+        )
     return sorted(rows, key=lambda r: -r["weight"])
 
 
 # ----------------------------------------------------------------------------- main
 
 
-def evaluate(home: Path, *, sweeps: bool = True, replicates: int = 200, seed: int = 0,
-             dbt_vars: dict | None = None, progress: Progress = None) -> dict:
+def evaluate(
+    home: Path,
+    *,
+    sweeps: bool = True,
+    replicates: int = 200,
+    seed: int = 0,
+    dbt_vars: dict | None = None,
+    progress: Progress = None,
+) -> dict:
     """Evaluate the Measure step on the simulated world in ``home``; see the module docstring.
     Writes HOME/evaluation/measurement.json and .md and returns the results."""
     from nudgeflow.lab.simulate import load_world
@@ -623,8 +735,7 @@ def evaluate(home: Path, *, sweeps: bool = True, replicates: int = 200, seed: in
     users = pl.DataFrame({"user_id": world.user_ids.sort(), "uidx": np.arange(world.n)})
     max_w = max(WINDOW_SWEEP + (settings.window_hours,)) if sweeps else settings.window_hours
     truth = truth.join(widx, on="user_id").join(users, on="user_id")
-    truth = truth.with_columns(t_epoch=pl.col("sent_ts").dt.epoch("us") / 1e6,
-                               offset_h=pl.Series(_offsets(truth)))
+    truth = truth.with_columns(t_epoch=pl.col("sent_ts").dt.epoch("us") / 1e6, offset_h=pl.Series(_offsets(truth)))
     # evaluated sends: full pre window inside the world, post window matured by as_of (for
     # the longest window of the sweep, so that every configuration scores the same sends)
     lo = hours0 + dt.timedelta(hours=max_w)
@@ -632,17 +743,26 @@ def evaluate(home: Path, *, sweeps: bool = True, replicates: int = 200, seed: in
     truth = truth.filter((pl.col("sent_ts") >= lo) & (pl.col("sent_ts") <= hi))
     boot = bootstrap_weights(world.n, replicates, seed)
     ctx = Context(home, world, scratch, users, truth, hours0, n_hours, boot, seed, progress)
-    _say(progress, f"{truth.height} sends between {lo} and {hi} (as of {as_of}); "
-                   f"world {world.state['scenario']}, {world.n} users")
+    _say(
+        progress,
+        f"{truth.height} sends between {lo} and {hi} (as of {as_of}); world {world.state['scenario']}, {world.n} users",
+    )
 
-    results: dict = {"home": str(home), "scenario": world.state["scenario"], "users": world.n,
-                     "as_of": str(as_of), "send_window": [str(lo), str(hi)],
-                     "settings": {"neighbours": settings.neighbours,
-                                  "half_life_hours": settings.half_life_hours,
-                                  "window_hours": settings.window_hours,
-                                  "goal_event": settings.goal_event},
-                     "dbt_vars": dict(dbt_vars or {}),
-                     "bootstrap_replicates": replicates}
+    results: dict = {
+        "home": str(home),
+        "scenario": world.state["scenario"],
+        "users": world.n,
+        "as_of": str(as_of),
+        "send_window": [str(lo), str(hi)],
+        "settings": {
+            "neighbours": settings.neighbours,
+            "half_life_hours": settings.half_life_hours,
+            "window_hours": settings.window_hours,
+            "goal_event": settings.goal_event,
+        },
+        "dbt_vars": dict(dbt_vars or {}),
+        "bootstrap_replicates": replicates,
+    }
     t0 = time.perf_counter()
     base = run_config(ctx, settings, want_calibration=True)
     base_sends = base.pop("_frame")
@@ -662,7 +782,8 @@ def evaluate(home: Path, *, sweeps: bool = True, replicates: int = 200, seed: in
             select send_id from gaps
             where (prev_ts is null or prev_ts < sent_ts - interval {int(settings.window_hours)} hour)
               and (next_ts is null or next_ts >= sent_ts + interval {int(settings.window_hours)} hour)
-            """).fetchall()
+            """
+        ).fetchall()
         ew = event_weight_table(con, settings, replicates, seed)
     finally:
         con.close()
@@ -673,15 +794,23 @@ def evaluate(home: Path, *, sweeps: bool = True, replicates: int = 200, seed: in
         sub = sub.join(uid, on="send_id")
         results["isolated_sends"] = {
             "n_sends": sub.height,
-            "estimators": compare({e: sub[e].to_numpy() for e in ESTIMATORS}, sub["true_delta_y"].to_numpy(),
-                                  sub["true_effect"].to_numpy(), sub["uidx"].to_numpy(), boot)}
+            "estimators": compare(
+                {e: sub[e].to_numpy() for e in ESTIMATORS},
+                sub["true_delta_y"].to_numpy(),
+                sub["true_effect"].to_numpy(),
+                sub["uidx"].to_numpy(),
+                boot,
+            ),
+        }
     results["event_weights"] = ew
     if sweeps:
         results["sweeps"] = {"neighbours": [], "half_life_hours": [], "window_hours": []}
         sends = base_sends.select("send_id")
-        plan = ([("neighbours", k) for k in K_SWEEP]
-                + [("half_life_hours", v) for v in HALF_LIFE_SWEEP]
-                + [("window_hours", v) for v in WINDOW_SWEEP])
+        plan = (
+            [("neighbours", k) for k in K_SWEEP]
+            + [("half_life_hours", v) for v in HALF_LIFE_SWEEP]
+            + [("window_hours", v) for v in WINDOW_SWEEP]
+        )
         for i, (name, value) in enumerate(plan):
             v = ALL_NEIGHBOURS if value == "all" else value
             s = dataclasses.replace(settings, **{name: v})
@@ -691,8 +820,7 @@ def evaluate(home: Path, *, sweeps: bool = True, replicates: int = 200, seed: in
                 t0 = time.perf_counter()
                 r = run_config(ctx, s, sends)
                 r.pop("_frame")
-                _say(progress, f"sweep {i + 1}/{len(plan)} {name}={value}: "
-                               f"{time.perf_counter() - t0:.0f}s")
+                _say(progress, f"sweep {i + 1}/{len(plan)} {name}={value}: {time.perf_counter() - t0:.0f}s")
             r = {**r, "value": value}
             results["sweeps"][name].append(r)
     # the same world with another goal event must rank the events differently (dbt again)
@@ -702,7 +830,9 @@ def evaluate(home: Path, *, sweeps: bool = True, replicates: int = 200, seed: in
     con = scratch.connect()
     try:
         results["event_weights_other_goal"] = {
-            "goal_event": other_goal, "rows": event_weight_table(con, other, replicates, seed, production=False)}
+            "goal_event": other_goal,
+            "rows": event_weight_table(con, other, replicates, seed, production=False),
+        }
     finally:
         con.close()
     results["seconds"] = round(time.perf_counter() - started, 1)
@@ -723,23 +853,29 @@ def format_ci(v: list[float], fmt: str = "{:.3f}") -> str:
 
 
 def comparison_table(est: dict) -> list[str]:
-    lines = ["| estimator | n | bias | sd(error) | RMSE [95% CI] | RMSE − ours [95% CI] | corr(ΔY) | "
-             "corr(purchases) | sign accuracy |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| estimator | n | bias | sd(error) | RMSE [95% CI] | RMSE − ours [95% CI] | corr(ΔY) | "
+        "corr(purchases) | sign accuracy |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in ESTIMATORS:
         r = est.get(name)
         if r is None:
             continue
         diff = format_ci(r["rmse_minus_reference"], "{:+.3f}") if "rmse_minus_reference" in r else "—"
-        lines.append(f"| {ESTIMATOR_LABELS[name]} | {r['n']} | {r['bias'][0]:+.3f} | {r['sd_error'][0]:.3f} | "
-                     f"{format_ci(r['rmse'])} | {diff} | {format_ci(r['corr'])} | {format_ci(r['corr_purchases'])} | "
-                     f"{format_ci(r['sign_accuracy'])} |")
+        lines.append(
+            f"| {ESTIMATOR_LABELS[name]} | {r['n']} | {r['bias'][0]:+.3f} | {r['sd_error'][0]:.3f} | "
+            f"{format_ci(r['rmse'])} | {diff} | {format_ci(r['corr'])} | {format_ci(r['corr_purchases'])} | "
+            f"{format_ci(r['sign_accuracy'])} |"
+        )
     return lines
 
 
 def sweep_table(rows: list[dict], name: str) -> list[str]:
-    lines = [f"| {name} | estimator | bias [95% CI] | sd(error) | RMSE [95% CI] | corr(ΔY) | sign accuracy |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| {name} | estimator | bias [95% CI] | sd(error) | RMSE [95% CI] | corr(ΔY) | sign accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         for e in ("ours", "did_random_k", "did_all", "pre_post", "post_vs_all"):
             if name != "neighbours" and e == "did_random_k":
@@ -747,9 +883,11 @@ def sweep_table(rows: list[dict], name: str) -> list[str]:
             if name == "neighbours" and e in ("did_all", "pre_post", "post_vs_all"):
                 continue
             m = r["estimators"][e]
-            lines.append(f"| {r['value']} | {ESTIMATOR_LABELS[e]} | {format_ci(m['bias'], '{:+.3f}')} | "
-                         f"{m['sd_error'][0]:.3f} | {format_ci(m['rmse'])} | {m['corr'][0]:.3f} | "
-                         f"{m['sign_accuracy'][0]:.3f} |")
+            lines.append(
+                f"| {r['value']} | {ESTIMATOR_LABELS[e]} | {format_ci(m['bias'], '{:+.3f}')} | "
+                f"{m['sd_error'][0]:.3f} | {format_ci(m['rmse'])} | {m['corr'][0]:.3f} | "
+                f"{m['sign_accuracy'][0]:.3f} |"
+            )
     return lines
 
 
@@ -757,45 +895,68 @@ def weight_rows(rows: list[dict]) -> list[str]:
     """Markdown table of event_weight_table rows (the goal's llr is shown but not used)."""
     lines = ["| event | n | share followed | within-user LLR | weight [95% CI] |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['event_name']}{' (goal)' if r['is_goal'] else ''} | {r['n_events']} | "
-                     f"{r['share_followed']:.3f} | {r['llr']:+.3f} | "
-                     f"{r['weight']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] |")
+        lines.append(
+            f"| {r['event_name']}{' (goal)' if r['is_goal'] else ''} | {r['n_events']} | "
+            f"{r['share_followed']:.3f} | {r['llr']:+.3f} | "
+            f"{r['weight']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] |"
+        )
     return lines
 
 
 def markdown_report(res: dict) -> str:
     m = res["main"]
-    lines = [f"# Measurement evaluation: {res['scenario']} world, {res['users']} users",
-             "",
-             f"As of {res['as_of']}; sends sent in [{res['send_window'][0]}, {res['send_window'][1]}]; "
-             f"settings {res['settings']}; method options (dbt vars) {res.get('dbt_vars') or 'none (production defaults)'}; "
-             f"{res['bootstrap_replicates']} user-bootstrap replicates; "
-             f"{res.get('seconds', '?')} s.",
-             "",
-             f"## Matured sends ({m['n_sends']} sends at {m['n_instants']} send hours; "
-             f"{m['mean_controls_ours']:.1f} controls per send for ours; "
-             f"{m['mean_unmessaged_pool']:.0f} unmessaged users per instant; "
-             f"true ΔY > 0 for {m['share_truth_positive']:.1%}; (a)–(d) recomputed Y of the treated "
-             f"differ from the production's by at most {m['panel_vs_production_max_abs_diff']:.1e})", ""]
+    lines = [
+        f"# Measurement evaluation: {res['scenario']} world, {res['users']} users",
+        "",
+        f"As of {res['as_of']}; sends sent in [{res['send_window'][0]}, {res['send_window'][1]}]; "
+        f"settings {res['settings']}; method options (dbt vars) {res.get('dbt_vars') or 'none (production defaults)'}; "
+        f"{res['bootstrap_replicates']} user-bootstrap replicates; "
+        f"{res.get('seconds', '?')} s.",
+        "",
+        f"## Matured sends ({m['n_sends']} sends at {m['n_instants']} send hours; "
+        f"{m['mean_controls_ours']:.1f} controls per send for ours; "
+        f"{m['mean_unmessaged_pool']:.0f} unmessaged users per instant; "
+        f"true ΔY > 0 for {m['share_truth_positive']:.1%}; (a)–(d) recomputed Y of the treated "
+        f"differ from the production's by at most {m['panel_vs_production_max_abs_diff']:.1e})",
+        "",
+    ]
     lines += comparison_table(m["estimators"])
     if "isolated_sends" in res:
-        lines += ["", f"## Isolated sends (no other send of the user within ± window): "
-                      f"{res['isolated_sends']['n_sends']} sends", ""]
+        lines += [
+            "",
+            f"## Isolated sends (no other send of the user within ± window): {res['isolated_sends']['n_sends']} sends",
+            "",
+        ]
         lines += comparison_table(res["isolated_sends"]["estimators"])
     if "calibration" in m:
-        lines += ["", "## Calibration: mean true ΔY by decile of the estimate", "",
-                  "| decile | " + " | ".join(ESTIMATOR_LABELS[e] for e in ESTIMATORS) + " |",
-                  "|---" * (len(ESTIMATORS) + 1) + "|"]
+        lines += [
+            "",
+            "## Calibration: mean true ΔY by decile of the estimate",
+            "",
+            "| decile | " + " | ".join(ESTIMATOR_LABELS[e] for e in ESTIMATORS) + " |",
+            "|---" * (len(ESTIMATORS) + 1) + "|",
+        ]
         for d in range(10):
-            cells = [f"{m['calibration'][e][d]['mean_estimate']:+.2f} → {m['calibration'][e][d]['mean_true_delta_y']:+.3f}"
-                     for e in ESTIMATORS]
+            cells = [
+                f"{m['calibration'][e][d]['mean_estimate']:+.2f} → {m['calibration'][e][d]['mean_true_delta_y']:+.3f}"
+                for e in ESTIMATORS
+            ]
             lines.append(f"| {d + 1} | " + " | ".join(cells) + " |")
     if res.get("event_weights"):
-        diff = max((abs(r["weight"] - r["production_weight"]) for r in res["event_weights"]
-                    if r.get("production_weight") is not None), default=float("nan"))
-        lines += ["", f"## Event weights as of {res['as_of']} (95% user-bootstrap CI; recomputed weights "
-                      f"differ from marts.event_weights by at most {diff:.1e})", "",
-                  ] + weight_rows(res["event_weights"])
+        diff = max(
+            (
+                abs(r["weight"] - r["production_weight"])
+                for r in res["event_weights"]
+                if r.get("production_weight") is not None
+            ),
+            default=float("nan"),
+        )
+        lines += [
+            "",
+            f"## Event weights as of {res['as_of']} (95% user-bootstrap CI; recomputed weights "
+            f"differ from marts.event_weights by at most {diff:.1e})",
+            "",
+        ] + weight_rows(res["event_weights"])
     if res.get("event_weights_other_goal"):
         og = res["event_weights_other_goal"]
         lines += ["", f"## Event weights of the same world with goal event {og['goal_event']}", ""]

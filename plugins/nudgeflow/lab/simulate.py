@@ -64,8 +64,20 @@ import numpy as np
 import polars as pl
 
 from nudgeflow.lab.world import (
-    CHANNELS, EVENT_NAMES, S_LEGACY, S_NOISE, S_OPEN, World, build_catalogue, build_users,
-    epoch_s, hour_pref, label_dims, rng_for, scenario_params, tz_offsets_hours,
+    CHANNELS,
+    EVENT_NAMES,
+    S_LEGACY,
+    S_NOISE,
+    S_OPEN,
+    World,
+    build_catalogue,
+    build_users,
+    epoch_s,
+    hour_pref,
+    label_dims,
+    rng_for,
+    scenario_params,
+    tz_offsets_hours,
 )
 
 Progress = Callable[[str, int, int], None] | None
@@ -129,10 +141,18 @@ def load_world(home: Path) -> World:
 # ----------------------------------------------------------------------------- create
 
 
-def create_world(home: Path, *, users: int = 20_000, history_days: int = 14,
-                 start: date = date(2026, 1, 5), seed: int = 0, scenario: str = "default",
-                 progress: Progress = None, holdout_fraction: float | None = None,
-                 params: dict | None = None) -> dict:
+def create_world(
+    home: Path,
+    *,
+    users: int = 20_000,
+    history_days: int = 14,
+    start: date = date(2026, 1, 5),
+    seed: int = 0,
+    scenario: str = "default",
+    progress: Progress = None,
+    holdout_fraction: float | None = None,
+    params: dict | None = None,
+) -> dict:
     """Write a fresh world into ``home`` and simulate ``history_days`` days of history.
 
     ``holdout_fraction`` defaults to ``home/nudgeflow.yml``'s value, else 0.10; holdout
@@ -150,8 +170,7 @@ def create_world(home: Path, *, users: int = 20_000, history_days: int = 14,
         raise ValueError("users must be >= 1 and history_days >= 0")
     landing = home / "landing"
     if landing.exists() and any(p.is_file() for p in landing.rglob("*")):
-        raise ValueError(f"{landing} already has files; create_world needs an empty home "
-                         "(or one without landing/)")
+        raise ValueError(f"{landing} already has files; create_world needs an empty home (or one without landing/)")
     overrides = dict(params or {})
     params = scenario_params(scenario)
     unknown = set(overrides) - set(params)
@@ -170,14 +189,21 @@ def create_world(home: Path, *, users: int = 20_000, history_days: int = 14,
     catalogue = build_catalogue(seed, start, first_closed, params)
     dims = label_dims(params)
     state = {
-        "version": STATE_VERSION, "seed": int(seed), "scenario": scenario,
-        "start": start.isoformat(), "history_days": int(history_days),
+        "version": STATE_VERSION,
+        "seed": int(seed),
+        "scenario": scenario,
+        "start": start.isoformat(),
+        "history_days": int(history_days),
         "first_closed_loop_date": first_closed.isoformat(),
         "regime_change_date": (first_closed + timedelta(days=params["regime_offset_days"])).isoformat(),
-        "users": int(users), "holdout_fraction": hf, "params": params,
+        "users": int(users),
+        "holdout_fraction": hf,
+        "params": params,
         "label_dims": {d: [v for v, _ in vals] for d, vals in dims.items()},
-        "tz_names": list(tz_names), "channels": list(CHANNELS),
-        "catalogue_file": "catalogue_0001.parquet", "goal_event": "purchase",
+        "tz_names": list(tz_names),
+        "channels": list(CHANNELS),
+        "catalogue_file": "catalogue_0001.parquet",
+        "goal_event": "purchase",
     }
     _atomic_write(users_df, landing / "users" / "users.parquet")
     _atomic_write(consents_df, landing / "consents" / "consents.parquet")
@@ -198,14 +224,19 @@ def create_world(home: Path, *, users: int = 20_000, history_days: int = 14,
     effects = _write_oracle(home, world, first_closed, progress)
     sends_truth = _read_send_effects(home, start, first_closed)
     summary = {
-        "home": str(home), "scenario": scenario, "seed": int(seed), "users": int(users),
-        "holdout_users": int(world.is_holdout.sum()), "messages": catalogue.height,
-        "consent_rows": consents_df.height, "start": start.isoformat(),
-        "history_days": int(history_days), "first_closed_loop_date": first_closed.isoformat(),
+        "home": str(home),
+        "scenario": scenario,
+        "seed": int(seed),
+        "users": int(users),
+        "holdout_users": int(world.is_holdout.sum()),
+        "messages": catalogue.height,
+        "consent_rows": consents_df.height,
+        "start": start.isoformat(),
+        "history_days": int(history_days),
+        "first_closed_loop_date": first_closed.isoformat(),
         **totals,
         "history_send_mean_tau": float(sends_truth["tau"].mean()) if sends_truth.height else None,
-        "history_send_mean_true_effect": float(sends_truth["true_effect"].mean())
-        if sends_truth.height else None,
+        "history_send_mean_true_effect": float(sends_truth["true_effect"].mean()) if sends_truth.height else None,
         "oracle": effects,
         "seconds": round(time.perf_counter() - t_start, 2),
     }
@@ -238,16 +269,16 @@ def _read_send_effects(home: Path, first: date, end: date) -> pl.DataFrame:
             frames.append(pl.read_parquet(f))
         d += timedelta(days=1)
     if not frames:
-        return pl.DataFrame(schema={"user_id": pl.String, "sent_ts": pl.Datetime("us"),
-                                    "tau": pl.Float64, "true_effect": pl.Float64})
+        return pl.DataFrame(
+            schema={"user_id": pl.String, "sent_ts": pl.Datetime("us"), "tau": pl.Float64, "true_effect": pl.Float64}
+        )
     return pl.concat(frames, how="diagonal_relaxed")
 
 
 def _lookup(values: pl.Series, keys: pl.Series) -> np.ndarray:
     """Position of each value in ``keys`` (unique strings), -1 when absent or null."""
     lut = pl.DataFrame({"k": keys.cast(pl.String), "_i": np.arange(len(keys), dtype=np.int64)})
-    j = pl.DataFrame({"k": values.cast(pl.String)}).join(lut, on="k", how="left",
-                                                         maintain_order="left")
+    j = pl.DataFrame({"k": values.cast(pl.String)}).join(lut, on="k", how="left", maintain_order="left")
     return j["_i"].fill_null(-1).to_numpy()
 
 
@@ -287,7 +318,9 @@ def _read_schedule(home: Path, world: World, day: date) -> tuple[dict, dict]:
         c = m_ch
     t0 = epoch_s(day)
     reasons = {
-        "unknown_user": u < 0, "unknown_message": m < 0, "unknown_channel": c < 0,
+        "unknown_user": u < 0,
+        "unknown_message": m < 0,
+        "unknown_channel": c < 0,
         "send_at_outside_day": sa.is_null().to_numpy() | (t < t0) | (t >= t0 + 86400),
     }
     bad = np.zeros(df.height, dtype=bool)
@@ -329,11 +362,15 @@ def _legacy_sends(world: World, day: date) -> dict:
     t = epoch_s(day) + p["legacy_hour"] * 3600.0
     cat = world.catalogue
     ts = datetime(day.year, day.month, day.day, int(p["legacy_hour"]))
-    valid = cat.with_row_index("_m").filter(
-        pl.col("active").fill_null(True)
-        & (pl.col("valid_from").is_null() | (pl.col("valid_from") <= ts))
-        & (pl.col("valid_to").is_null() | (pl.col("valid_to") > ts))
-    )["_m"].to_numpy()
+    valid = (
+        cat.with_row_index("_m")
+        .filter(
+            pl.col("active").fill_null(True)
+            & (pl.col("valid_from").is_null() | (pl.col("valid_from") <= ts))
+            & (pl.col("valid_to").is_null() | (pl.col("valid_to") > ts))
+        )["_m"]
+        .to_numpy()
+    )
     valid = valid[world.msg_channel[valid] >= 0]
     none = {k: np.zeros(0, dtype=np.int64) for k in ("u", "m", "c")} | {"t": np.zeros(0)}
     if len(valid) == 0:
@@ -341,8 +378,7 @@ def _legacy_sends(world: World, day: date) -> dict:
     m = int(valid[(day - world.start).days % len(valid)])
     elig = world.eligible_static()[:, m]
     u = np.nonzero(elig & (draw < p["legacy_share"]))[0]
-    return {"u": u, "m": np.full(len(u), m), "c": np.full(len(u), world.msg_channel[m]),
-            "t": np.full(len(u), t)}
+    return {"u": u, "m": np.full(len(u), m), "c": np.full(len(u), world.msg_channel[m]), "t": np.full(len(u), t)}
 
 
 def _deliver_day(home: Path, world: World, day: date, *, legacy: bool, use_schedule: bool) -> dict:
@@ -363,33 +399,42 @@ def _deliver_day(home: Path, world: World, day: date, *, legacy: bool, use_sched
     prev = _read_send_effects(home, day - timedelta(days=7), day)
     prev_u = _user_index(world, prev["user_id"]) if prev.height else np.zeros(0, dtype=np.int64)
     keep = prev_u >= 0
-    prev_arr = (prev_u[keep], _epoch(prev["sent_ts"])[keep] if prev.height else np.zeros(0),
-                prev["tau"].to_numpy()[keep] if prev.height else np.zeros(0))
+    prev_arr = (
+        prev_u[keep],
+        _epoch(prev["sent_ts"])[keep] if prev.height else np.zeros(0),
+        prev["tau"].to_numpy()[keep] if prev.height else np.zeros(0),
+    )
     out = simulate_day(world, day, sends, source, prev_arr)
     ds = day.isoformat()
     _atomic_write(out["sends"], home / "landing" / "sends" / f"sends_{ds}.parquet")
     _atomic_write(out["events"], home / "landing" / "events" / f"events_{ds}.parquet")
     _atomic_write(out["effects"], home / "truth" / "send_effects" / f"{ds}.parquet")
     ev = out["events"]
-    missing_prev = [(day - timedelta(days=i)).isoformat() for i in (1, 2)
-                    if day - timedelta(days=i) >= world.start
-                    and not (home / "truth" / "send_effects"
-                             / f"{(day - timedelta(days=i)).isoformat()}.parquet").exists()]
+    missing_prev = [
+        (day - timedelta(days=i)).isoformat()
+        for i in (1, 2)
+        if day - timedelta(days=i) >= world.start
+        and not (home / "truth" / "send_effects" / f"{(day - timedelta(days=i)).isoformat()}.parquet").exists()
+    ]
     return {
-        "date": day.isoformat(), "sends": out["sends"].height, "events": ev.height,
+        "date": day.isoformat(),
+        "sends": out["sends"].height,
+        "events": ev.height,
         "purchases": int((ev["event_name"] == "purchase").sum()),
         "gmv": float(ev["value"].sum() or 0.0),
         "true_effect_sum": float(out["effects"]["true_effect"].sum() or 0.0),
         "mean_tau": float(out["effects"]["tau"].mean()) if out["effects"].height else None,
-        "missing_previous_days": missing_prev, **info,
+        "missing_previous_days": missing_prev,
+        **info,
     }
 
 
 # ----------------------------------------------------------------------------- one day
 
 
-def simulate_day(world: World, day: date, sends: dict, source: np.ndarray,
-                 prev: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict:
+def simulate_day(
+    world: World, day: date, sends: dict, source: np.ndarray, prev: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> dict:
     """Simulate [day, day+1) UTC.  ``sends``: arrays u, m, c (channel index), t (epoch s) of
     the day's sends; ``prev``: (user index, epoch s, tau) of the sends of earlier days
     (at least the last 7 days for fatigue and the last 2 for the carry-over)."""
@@ -426,22 +471,38 @@ def simulate_day(world: World, day: date, sends: dict, source: np.ndarray,
     fat = world.fatigue_penalty(prefs, u, gap_today) if n_s else np.zeros(0)
     tau = (world.tau(prefs, u, m, local_h, channel=c) - fat) if n_s else np.zeros(0)
     te = world.true_effect_sends(u, t, off, tau)
-    send_ids = pl.select(pl.concat_str([pl.lit(f"s-{ds}-"), pl.int_range(1, n_s + 1).cast(pl.String)
-                                        .str.zfill(6)]).alias("send_id")).to_series() \
-        if n_s else pl.Series("send_id", [], dtype=pl.String)
+    send_ids = (
+        pl.select(
+            pl.concat_str([pl.lit(f"s-{ds}-"), pl.int_range(1, n_s + 1).cast(pl.String).str.zfill(6)]).alias("send_id")
+        ).to_series()
+        if n_s
+        else pl.Series("send_id", [], dtype=pl.String)
+    )
     user_col = world.user_ids.gather(u) if n_s else pl.Series([], dtype=pl.String)
     msg_col = world.msg_ids.gather(m) if n_s else pl.Series([], dtype=pl.String)
     ch_col = pl.Series(CHANNELS).gather(c) if n_s else pl.Series([], dtype=pl.String)
-    sends_df = pl.DataFrame({
-        "send_id": send_ids, "user_id": user_col, "message_id": msg_col, "channel": ch_col,
-        "sent_ts": _ts(t),
-    }, schema={"send_id": pl.String, "user_id": pl.String, "message_id": pl.String,
-               "channel": pl.String, "sent_ts": pl.Datetime("us")})
+    sends_df = pl.DataFrame(
+        {
+            "send_id": send_ids,
+            "user_id": user_col,
+            "message_id": msg_col,
+            "channel": ch_col,
+            "sent_ts": _ts(t),
+        },
+        schema={
+            "send_id": pl.String,
+            "user_id": pl.String,
+            "message_id": pl.String,
+            "channel": pl.String,
+            "sent_ts": pl.Datetime("us"),
+        },
+    )
     effects_df = sends_df.with_columns(
         source=pl.Series(source.astype(str), dtype=pl.String),
         local_hour=pl.Series(local_h, dtype=pl.Float32),
-        hours_since_prev=pl.Series(np.where(np.isfinite(gap_today), gap_today, np.nan),
-                                   dtype=pl.Float32, nan_to_null=True),
+        hours_since_prev=pl.Series(
+            np.where(np.isfinite(gap_today), gap_today, np.nan), dtype=pl.Float32, nan_to_null=True
+        ),
         fatigue_penalty=pl.Series(fat, dtype=pl.Float64),
         tau=pl.Series(tau, dtype=pl.Float64),
         true_effect=pl.Series(te, dtype=pl.Float64),
@@ -513,8 +574,7 @@ def simulate_day(world: World, day: date, sends: dict, source: np.ndarray,
         t_view = tc + d1
         t_cart = t_view + d2
         t_buy = t_cart + d3
-        for code, mask, tt in ((0, opened, tc), (1, viewed, t_view), (2, carted, t_cart),
-                               (3, bought, t_buy)):
+        for code, mask, tt in ((0, opened, tc), (1, viewed, t_view), (2, carted, t_cart), (3, bought, t_buy)):
             mask = mask & (tt < 86400.0)
             ev_u.append(cu[mask])
             ev_c.append(np.full(int(mask.sum()), code, dtype=np.int8))
@@ -540,15 +600,15 @@ def simulate_day(world: World, day: date, sends: dict, source: np.ndarray,
     o = np.lexsort((ec, eu, et_ms))
     eu, ec, et_ms, evv = eu[o], ec[o], et_ms[o], evv[o]
     n_e = len(eu)
-    events = pl.DataFrame({
-        "event_id": pl.Series(np.arange(1, n_e + 1)),
-        "user_id": world.user_ids.gather(eu),
-        "event_name": pl.Series(EVENT_NAMES).gather(ec.astype(np.int64)),
-        "event_ts": pl.Series(et_ms * 1000).cast(pl.Datetime("us")),
-        "value": pl.Series(evv, dtype=pl.Float64, nan_to_null=True),
-    }).with_columns(
-        event_id=pl.concat_str([pl.lit(f"e{ds}-"), pl.col("event_id").cast(pl.String).str.zfill(7)])
-    )
+    events = pl.DataFrame(
+        {
+            "event_id": pl.Series(np.arange(1, n_e + 1)),
+            "user_id": world.user_ids.gather(eu),
+            "event_name": pl.Series(EVENT_NAMES).gather(ec.astype(np.int64)),
+            "event_ts": pl.Series(et_ms * 1000).cast(pl.Datetime("us")),
+            "value": pl.Series(evv, dtype=pl.Float64, nan_to_null=True),
+        }
+    ).with_columns(event_id=pl.concat_str([pl.lit(f"e{ds}-"), pl.col("event_id").cast(pl.String).str.zfill(7)]))
     return {"sends": sends_df, "events": events, "effects": effects_df}
 
 
@@ -556,45 +616,60 @@ def simulate_day(world: World, day: date, sends: dict, source: np.ndarray,
 
 ORACLE_HOURS = np.arange(8, 22)
 ORACLE_BLOCK = 2_000
-ORACLE_SCHEMA = {"user_id": pl.String, "message_id": pl.String, "local_hour": pl.Int8,
-                 "tau": pl.Float32, "true_effect": pl.Float32, "eligible": pl.Boolean}
+ORACLE_SCHEMA = {
+    "user_id": pl.String,
+    "message_id": pl.String,
+    "local_hour": pl.Int8,
+    "tau": pl.Float32,
+    "true_effect": pl.Float32,
+    "eligible": pl.Boolean,
+}
 
 
 def _oracle_chunks(world: World, day: date, block: int = ORACLE_BLOCK) -> Iterator[tuple[pl.DataFrame, dict]]:
     prefs = world.prefs_for_day(day)
     elig_all = world.eligible_static()
     n_m = len(world.msg_ids)
-    n_h = len(ORACLE_HOURS)
     mch = np.maximum(world.msg_channel, 0)
     for lo in range(0, world.n, block):
         uc = np.arange(lo, min(lo + block, world.n))
         nb = len(uc)
         lab = prefs.labels[uc] @ world.label_incidence if world.value_cols else np.zeros((nb, n_m))
         ch = prefs.channel[uc][:, mch]
-        hp = hour_pref(prefs.hour_peak[uc, None], prefs.hour_amp[uc, None],
-                       prefs.hour_width[uc, None], ORACLE_HOURS[None, :].astype(np.float64),
-                       world.params["hour_offset"])
+        hp = hour_pref(
+            prefs.hour_peak[uc, None],
+            prefs.hour_amp[uc, None],
+            prefs.hour_width[uc, None],
+            ORACLE_HOURS[None, :].astype(np.float64),
+            world.params["hour_offset"],
+        )
         tau = world.params["effect_scale"] * (
-            prefs.base[uc, None, None] + ch[:, :, None] + lab[:, :, None] + hp[:, None, :])
+            prefs.base[uc, None, None] + ch[:, :, None] + lab[:, :, None] + hp[:, None, :]
+        )
         uu = np.broadcast_to(uc[:, None, None], tau.shape).ravel()
         hh = np.broadcast_to(ORACLE_HOURS[None, None, :], tau.shape).ravel()
         te = world.oracle_true_effect(uu, hh, tau.ravel()).reshape(tau.shape)
         el = np.broadcast_to(elig_all[uc][:, :, None], tau.shape)
         mm = np.broadcast_to(np.arange(n_m)[None, :, None], tau.shape).ravel()
-        df = pl.DataFrame({
-            "user_id": world.user_ids.gather(uu),
-            "message_id": world.msg_ids.gather(mm),
-            "local_hour": pl.Series(hh, dtype=pl.Int8),
-            "tau": pl.Series(tau.ravel(), dtype=pl.Float32),
-            "true_effect": pl.Series(te.ravel(), dtype=pl.Float32),
-            "eligible": pl.Series(el.ravel()),
-        })
+        df = pl.DataFrame(
+            {
+                "user_id": world.user_ids.gather(uu),
+                "message_id": world.msg_ids.gather(mm),
+                "local_hour": pl.Series(hh, dtype=pl.Int8),
+                "tau": pl.Series(tau.ravel(), dtype=pl.Float32),
+                "true_effect": pl.Series(te.ravel(), dtype=pl.Float32),
+                "eligible": pl.Series(el.ravel()),
+            }
+        )
         te_el = np.where(el, te, np.nan)
         any_el = el.reshape(nb, -1).any(axis=1)
         flat = te_el.reshape(nb, -1)[any_el]
         stats = {
-            "n": int(el.sum()), "neg": int((tau[el] < 0).sum()), "sum_tau": float(tau[el].sum()),
-            "sum_te": float(te[el].sum()), "users": int(any_el.sum()),
+            "n": int(el.sum()),
+            "neg": int((tau[el] < 0).sum()),
+            "sum_tau": float(tau[el].sum()),
+            "sum_te": float(te[el].sum()),
+            "users": int(any_el.sum()),
             "sum_best": float(np.nanmax(flat, axis=1).sum()) if len(flat) else 0.0,
             "sum_avg": float(np.nanmean(flat, axis=1).sum()) if len(flat) else 0.0,
             "best_pos": int((np.nanmax(flat, axis=1) > 0).sum()) if len(flat) else 0,
@@ -613,8 +688,7 @@ def oracle_effects(home: Path, day: date | None = None) -> pl.DataFrame:
 
 def _write_oracle(home: Path, world: World, day: date, progress: Progress) -> dict:
     path = home / "truth" / "user_message_hour_effects.parquet"
-    tot = {"n": 0, "neg": 0, "sum_tau": 0.0, "sum_te": 0.0, "users": 0, "sum_best": 0.0,
-           "sum_avg": 0.0, "best_pos": 0}
+    tot = {"n": 0, "neg": 0, "sum_tau": 0.0, "sum_te": 0.0, "users": 0, "sum_best": 0.0, "sum_avg": 0.0, "best_pos": 0}
     n_blocks = max(1, math.ceil(world.n / ORACLE_BLOCK))
     tmp = path.with_name(f".{path.name}.tmp")
 
@@ -634,8 +708,10 @@ def _write_oracle(home: Path, world: World, day: date, progress: Progress) -> di
     n = max(tot["n"], 1)
     users = max(tot["users"], 1)
     return {
-        "eligible_combos": tot["n"], "share_negative": tot["neg"] / n,
-        "mean_tau": tot["sum_tau"] / n, "mean_true_effect": tot["sum_te"] / n,
+        "eligible_combos": tot["n"],
+        "share_negative": tot["neg"] / n,
+        "mean_tau": tot["sum_tau"] / n,
+        "mean_true_effect": tot["sum_te"] / n,
         "mean_best_true_effect": tot["sum_best"] / users,
         "mean_avg_true_effect": tot["sum_avg"] / users,
         "best_vs_avg": (tot["sum_best"] / tot["sum_avg"]) if tot["sum_avg"] > 0 else float("inf"),

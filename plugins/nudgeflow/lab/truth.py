@@ -24,7 +24,9 @@ def truth_figures(home: Path) -> dict:
     con.execute("set TimeZone = 'UTC'")
     con.execute(f"attach '{warehouse_path(home)}' as wh (read_only)")
     figures = {}
-    truth = sorted((home / "truth").glob("send_effects*/*.parquet")) + sorted((home / "truth").glob("send_effects*.parquet"))
+    truth = sorted((home / "truth").glob("send_effects*/*.parquet")) + sorted(
+        (home / "truth").glob("send_effects*.parquet")
+    )
     if truth:
         files = ", ".join(f"'{p}'" for p in truth)
         sign = con.execute(
@@ -46,8 +48,10 @@ def report_lines(home: Path, figures: dict) -> list[str]:
     s = truth_figures(home).get("sign_agreement")
     if not s:
         return []
-    return [f"Matured sends scored: {s['matured_sends']}; estimated effect has the sign of the true "
-            f"one for {s['share']:.1%} of them (correlation {s['correlation']:.3f})."]
+    return [
+        f"Matured sends scored: {s['matured_sends']}; estimated effect has the sign of the true "
+        f"one for {s['share']:.1%} of them (correlation {s['correlation']:.3f})."
+    ]
 
 
 def report_sections(home: Path) -> list[tuple[str, list[tuple[str, ...]]]]:
@@ -65,18 +69,36 @@ def report_sections(home: Path) -> list[tuple[str, list[tuple[str, ...]]]]:
         res = json.loads(path.read_text())
         est = res["main"]["estimators"]
         rows = [("estimator", "RMSE [95% CI]", "corr(true ΔY)", "sign accuracy")]
-        rows += [(ESTIMATOR_LABELS[e], format_ci(est[e]["rmse"]), format_ci(est[e]["corr"]),
-                  format_ci(est[e]["sign_accuracy"])) for e in ESTIMATORS if e in est]
-        sections.append((f"Measurement against the simulator's truth, as of {res['as_of']} "
-                         f"({res['main']['n_sends']} sends; {path.with_suffix('.md')})", rows))
+        rows += [
+            (
+                ESTIMATOR_LABELS[e],
+                format_ci(est[e]["rmse"]),
+                format_ci(est[e]["corr"]),
+                format_ci(est[e]["sign_accuracy"]),
+            )
+            for e in ESTIMATORS
+            if e in est
+        ]
+        sections.append(
+            (
+                f"Measurement against the simulator's truth, as of {res['as_of']} "
+                f"({res['main']['n_sends']} sends; {path.with_suffix('.md')})",
+                rows,
+            )
+        )
     path = Path(home) / "reports" / "policies" / "summary.csv"
     if path.exists():
         summary = pl.read_csv(path)
         rows = [("world", "policy", "incr. purchases [95% CI]", "true effect [95% CI]", "oracle share")]
         for r in summary.sort("world", "true_effect_mean", descending=[False, True]).iter_rows(named=True):
-            rows.append((r["world"], r["policy"],
-                         format_ci([r["inc_purchases_mean"], r["inc_purchases_lo"], r["inc_purchases_hi"]], "{:.1f}"),
-                         format_ci([r["true_effect_mean"], r["true_effect_lo"], r["true_effect_hi"]], "{:.1f}"),
-                         f"{r['oracle_share_te_mean']:.2f}"))
+            rows.append(
+                (
+                    r["world"],
+                    r["policy"],
+                    format_ci([r["inc_purchases_mean"], r["inc_purchases_lo"], r["inc_purchases_hi"]], "{:.1f}"),
+                    format_ci([r["true_effect_mean"], r["true_effect_lo"], r["true_effect_hi"]], "{:.1f}"),
+                    f"{r['oracle_share_te_mean']:.2f}",
+                )
+            )
         sections.append((f"Policies in closed loop, increments over no messages ({path.parent})", rows))
     return sections

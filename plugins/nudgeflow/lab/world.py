@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -57,15 +57,44 @@ TIMEZONES: tuple[tuple[str, str, float], ...] = (
 MISSING_TZ_SHARE = 0.01
 
 EVENT_NAMES: tuple[str, ...] = (
-    "app_open", "view_item", "add_to_cart", "purchase", "settings_view", "help_view",
+    "app_open",
+    "view_item",
+    "add_to_cart",
+    "purchase",
+    "settings_view",
+    "help_view",
 )
 GOAL_EVENT = "purchase"
 
 # log daily profile by local hour 0..23 (exp(amp * x), then normalised to mean 1)
-DAILY_LOG = np.array([
-    -0.6, -1.0, -1.4, -1.6, -1.6, -1.3, -0.8, -0.3, 0.0, 0.1, 0.1, 0.2,
-    0.35, 0.3, 0.1, 0.05, 0.1, 0.25, 0.45, 0.6, 0.7, 0.6, 0.3, -0.1,
-])
+DAILY_LOG = np.array(
+    [
+        -0.6,
+        -1.0,
+        -1.4,
+        -1.6,
+        -1.6,
+        -1.3,
+        -0.8,
+        -0.3,
+        0.0,
+        0.1,
+        0.1,
+        0.2,
+        0.35,
+        0.3,
+        0.1,
+        0.05,
+        0.1,
+        0.25,
+        0.45,
+        0.6,
+        0.7,
+        0.6,
+        0.3,
+        -0.1,
+    ]
+)
 # weekly profile Monday..Sunday (1 + amp * x, normalised to mean 1): weekends ~ +40 %
 WEEKLY = np.array([0.0, -0.03, -0.03, 0.0, 0.1, 0.4, 0.35])
 
@@ -87,24 +116,53 @@ SCENARIOS = ("default", "strong_seasonality", "drift", "fatigue", "many_labels")
 
 DEFAULT_PARAMS: dict = dict(
     # organic behaviour
-    daily_amp=1.0, weekly_amp=1.0,
-    activity_mean=1.2, activity_sigma=1.0, activity_max=30.0,
-    p_view=0.5, p_cart=0.25, p_buy_a=4.0, p_buy_b=6.0,
-    value_mean=30.0, value_sigma=0.5,
-    settings_rate=0.15, help_rate=0.05, noise_sigma=0.7,
-    delay_view_s=60.0, delay_cart_s=120.0, delay_buy_s=180.0,
+    daily_amp=1.0,
+    weekly_amp=1.0,
+    activity_mean=1.2,
+    activity_sigma=1.0,
+    activity_max=30.0,
+    p_view=0.5,
+    p_cart=0.25,
+    p_buy_a=4.0,
+    p_buy_b=6.0,
+    value_mean=30.0,
+    value_sigma=0.5,
+    settings_rate=0.15,
+    help_rate=0.05,
+    noise_sigma=0.7,
+    delay_view_s=60.0,
+    delay_cart_s=120.0,
+    delay_buy_s=180.0,
     # message effect
-    tau_base=0.18, base_sd=0.1, channel_sd=0.2,
-    hour_amp_lo=0.2, hour_amp_hi=0.6, hour_width_lo=2.0, hour_width_hi=3.5, hour_offset=0.35,
-    label_sparse=False, label_relevant_p=0.5, label_relevant_sd=0.3, label_irrelevant_sd=0.03,
-    fatigue_mean=0.5, fatigue_sigma=0.5, fatigue_tau_h=36.0,
-    kernel_h=12.0, window_h=48.0, alpha_open=0.6, open_cap=3.0,
+    tau_base=0.18,
+    base_sd=0.1,
+    channel_sd=0.2,
+    hour_amp_lo=0.2,
+    hour_amp_hi=0.6,
+    hour_width_lo=2.0,
+    hour_width_hi=3.5,
+    hour_offset=0.35,
+    label_sparse=False,
+    label_relevant_p=0.5,
+    label_relevant_sd=0.3,
+    label_irrelevant_sd=0.03,
+    fatigue_mean=0.5,
+    fatigue_sigma=0.5,
+    fatigue_tau_h=36.0,
+    kernel_h=12.0,
+    window_h=48.0,
+    alpha_open=0.6,
+    open_cap=3.0,
     effect_scale=1.0,  # multiplies every tau (preferences and fatigue alike)
     # drift
-    drift=False, drift_sd_week=0.06, drift_hour_sd_week=0.5,
-    regime_offset_days=14, regime_share=0.5,
+    drift=False,
+    drift_sd_week=0.06,
+    drift_hour_sd_week=0.5,
+    regime_offset_days=14,
+    regime_share=0.5,
     # legacy sender
-    legacy_share=0.3, legacy_hour=18,
+    legacy_share=0.3,
+    legacy_hour=18,
     many_labels=False,
 )
 
@@ -147,8 +205,7 @@ def holdout_score(user_ids) -> np.ndarray:
     DuckDB equivalent: ``('0x' || left(md5(user_id), 8))::UBIGINT / 4294967296.0``.
     A user is in the holdout when the score is < holdout_fraction.
     """
-    return np.array([int(hashlib.md5(u.encode()).hexdigest()[:8], 16) for u in user_ids],
-                    dtype=np.float64) / 2.0**32
+    return np.array([int(hashlib.md5(u.encode()).hexdigest()[:8], 16) for u in user_ids], dtype=np.float64) / 2.0**32
 
 
 def daily_profile(amp: float) -> np.ndarray:
@@ -174,7 +231,7 @@ def interp_daily(profile: np.ndarray, hour: np.ndarray) -> np.ndarray:
 def tz_offsets_hours(tz_names: tuple[str, ...], day: date) -> np.ndarray:
     """UTC offset in hours of every timezone at UTC hours 0..23 of ``day``: [n_tz, 24]."""
     out = np.zeros((len(tz_names), 24))
-    base = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    base = datetime(day.year, day.month, day.day, tzinfo=UTC)
     for i, name in enumerate(tz_names):
         z = ZoneInfo(name)
         for h in range(24):
@@ -187,8 +244,13 @@ def epoch_s(day: date) -> float:
     return float((day - date(1970, 1, 1)).days * 86400)
 
 
-def hour_pref(peak: np.ndarray, amp: np.ndarray, width: np.ndarray, hour: np.ndarray,
-              offset: float = DEFAULT_PARAMS["hour_offset"]) -> np.ndarray:
+def hour_pref(
+    peak: np.ndarray,
+    amp: np.ndarray,
+    width: np.ndarray,
+    hour: np.ndarray,
+    offset: float = DEFAULT_PARAMS["hour_offset"],
+) -> np.ndarray:
     """Smooth bump around the preferred local hour; negative far from it."""
     d = np.mod(hour - peak + 12.0, 24.0) - 12.0
     return amp * (np.exp(-0.5 * (d / width) ** 2) - offset)
@@ -238,7 +300,8 @@ class World:
             base=users["base"].to_numpy(),
             channel=np.stack([users[f"pref_channel_{c}"].to_numpy() for c in CHANNELS], axis=1),
             labels=np.stack([users[f"pref_{d}__{v}"].to_numpy() for d, v in self.value_cols], axis=1)
-            if self.value_cols else np.zeros((self.n, 0)),
+            if self.value_cols
+            else np.zeros((self.n, 0)),
             hour_peak=users["hour_peak"].to_numpy(),
             hour_amp=users["hour_amp"].to_numpy(),
             hour_width=users["hour_width"].to_numpy(),
@@ -248,14 +311,15 @@ class World:
         self.daily = daily_profile(p["daily_amp"])
         self.weekly = weekly_profile(p["weekly_amp"])
         self.smax = float(self.daily.max() * self.weekly.max())
-        self.purchase_rate_h = (self.activity / 24.0 * p["p_view"] * p["p_cart"] * self.p_buy)
+        self.purchase_rate_h = self.activity / 24.0 * p["p_view"] * p["p_cart"] * self.p_buy
         # catalogue
         cat = catalogue.sort("message_id")
         self.catalogue = cat
         self.msg_ids = cat["message_id"]
         self.msg_index = {m: i for i, m in enumerate(self.msg_ids.to_list())}
-        self.msg_channel = np.array([CHANNELS.index(c) if c in CHANNELS else -1
-                                     for c in cat["channel"].to_list()], dtype=np.int64)
+        self.msg_channel = np.array(
+            [CHANNELS.index(c) if c in CHANNELS else -1 for c in cat["channel"].to_list()], dtype=np.int64
+        )
         col_of = {dv: j for j, dv in enumerate(self.value_cols)}
         inc = np.zeros((len(self.value_cols), cat.height))  # incidence value x message
         for d in self.dims:
@@ -294,7 +358,7 @@ class World:
         walk = walk_k + frac * nxt
         sd = p["drift_sd_week"]
         channel = p0.channel + sd * walk[:, :C]
-        labels = p0.labels + sd * walk[:, C:C + V]
+        labels = p0.labels + sd * walk[:, C : C + V]
         peak = p0.hour_peak + p["drift_hour_sd_week"] * walk[:, -1]
         regime = date.fromisoformat(self.state["regime_change_date"])
         if day >= regime:
@@ -303,26 +367,29 @@ class World:
             new = _draw_prefs(g, n, label_dims(p), p)
             shift = g.uniform(4.0, 10.0, n) * np.where(g.random(n) < 0.5, -1.0, 1.0)
             channel = np.where(switch[:, None], new["channel"] + sd * walk[:, :C], channel)
-            labels = np.where(switch[:, None], new["labels"] + sd * walk[:, C:C + V], labels)
+            labels = np.where(switch[:, None], new["labels"] + sd * walk[:, C : C + V], labels)
             peak = np.where(switch, peak + shift, peak)
-        return Prefs(p0.base, channel, labels, np.mod(peak, 24.0), p0.hour_amp, p0.hour_width,
-                     p0.fatigue)
+        return Prefs(p0.base, channel, labels, np.mod(peak, 24.0), p0.hour_amp, p0.hour_width, p0.fatigue)
 
-    def tau(self, prefs: Prefs, u: np.ndarray, m: np.ndarray, local_hour: np.ndarray,
-            channel: np.ndarray | None = None) -> np.ndarray:
+    def tau(
+        self, prefs: Prefs, u: np.ndarray, m: np.ndarray, local_hour: np.ndarray, channel: np.ndarray | None = None
+    ) -> np.ndarray:
         """tau without fatigue for users ``u``, messages ``m`` at float local hours."""
         ch = self.msg_channel[m] if channel is None else channel
-        lab = (prefs.labels[u] * self.label_incidence[:, m].T).sum(axis=1) \
-            if self.value_cols else 0.0
+        lab = (prefs.labels[u] * self.label_incidence[:, m].T).sum(axis=1) if self.value_cols else 0.0
         return self.params["effect_scale"] * (
-            prefs.base[u] + prefs.channel[u, ch]
-            + hour_pref(prefs.hour_peak[u], prefs.hour_amp[u], prefs.hour_width[u], local_hour,
-                        self.params["hour_offset"])
-            + lab)
+            prefs.base[u]
+            + prefs.channel[u, ch]
+            + hour_pref(
+                prefs.hour_peak[u], prefs.hour_amp[u], prefs.hour_width[u], local_hour, self.params["hour_offset"]
+            )
+            + lab
+        )
 
     def fatigue_penalty(self, prefs: Prefs, u: np.ndarray, gap_h: np.ndarray) -> np.ndarray:
-        f = np.where(np.isfinite(gap_h), np.exp(-np.nan_to_num(gap_h, nan=1e9, posinf=1e9)
-                                                / self.params["fatigue_tau_h"]), 0.0)
+        f = np.where(
+            np.isfinite(gap_h), np.exp(-np.nan_to_num(gap_h, nan=1e9, posinf=1e9) / self.params["fatigue_tau_h"]), 0.0
+        )
         return self.params["effect_scale"] * prefs.fatigue[u] * f
 
     # ------------------------------------------------------------------ seasonality
@@ -337,8 +404,9 @@ class World:
         return np.where((dt_h >= 0) & (dt_h < p["window_h"]), np.exp(-dt_h / p["kernel_h"]), 0.0)
 
     # ------------------------------------------------------------------ truth
-    def true_effect_sends(self, u: np.ndarray, t_epoch_s: np.ndarray, offset_h: np.ndarray,
-                          tau: np.ndarray, step_h: float = 0.5) -> np.ndarray:
+    def true_effect_sends(
+        self, u: np.ndarray, t_epoch_s: np.ndarray, offset_h: np.ndarray, tau: np.ndarray, step_h: float = 0.5
+    ) -> np.ndarray:
         """Expected incremental purchases in [t, t+48h) of sends (see module docstring)."""
         if len(u) == 0:
             return np.zeros(0)
@@ -365,8 +433,7 @@ class World:
         grid = np.linspace(-6.0, 6.0, 1201)
         shifts = np.arange(-3, 4)
         hours = np.arange(24)
-        seas = interp_daily(self.daily, hours[None, :, None] + s[None, None, :]
-                            - shifts[:, None, None])  # [sh, h, S]
+        seas = interp_daily(self.daily, hours[None, :, None] + s[None, None, :] - shifts[:, None, None])  # [sh, h, S]
         em = np.expm1(grid[:, None] * k[None, :])  # [G, S]
         table = np.einsum("ahs,gs->ahg", seas, em) * step_h
         self._oracle_cache = (grid, shifts, table)
@@ -414,8 +481,9 @@ def build_users(n: int, seed: int, start: date, params: dict, holdout_fraction: 
     """Returns (landing users, landing consents, truth world_users)."""
     g = rng_for(seed, S_USERS)
     width = max(6, len(str(n)))
-    uid_s = pl.select(pl.concat_str([pl.lit("u"), pl.int_range(1, n + 1).cast(pl.String)
-                                     .str.zfill(width)]).alias("user_id")).to_series()
+    uid_s = pl.select(
+        pl.concat_str([pl.lit("u"), pl.int_range(1, n + 1).cast(pl.String).str.zfill(width)]).alias("user_id")
+    ).to_series()
     user_ids = uid_s.to_list()
     tz_names = tuple(t for t, _, _ in TIMEZONES)
     w = np.array([x for _, _, x in TIMEZONES])
@@ -425,12 +493,14 @@ def build_users(n: int, seed: int, start: date, params: dict, holdout_fraction: 
     landed_tz = np.array(tz_names, dtype=object)[tz_idx]
     landed_tz[missing_tz] = None
     tz_idx = np.where(missing_tz, tz_names.index("UTC"), tz_idx)
-    act = np.minimum(g.lognormal(math.log(params["activity_mean"]) - params["activity_sigma"] ** 2 / 2,
-                                 params["activity_sigma"], n), params["activity_max"])
+    act = np.minimum(
+        g.lognormal(math.log(params["activity_mean"]) - params["activity_sigma"] ** 2 / 2, params["activity_sigma"], n),
+        params["activity_max"],
+    )
     p_buy = g.beta(params["p_buy_a"], params["p_buy_b"], n)
     ns = params["noise_sigma"]
-    settings_rate = g.lognormal(math.log(params["settings_rate"]) - ns ** 2 / 2, ns, n)
-    help_rate = g.lognormal(math.log(params["help_rate"]) - ns ** 2 / 2, ns, n)
+    settings_rate = g.lognormal(math.log(params["settings_rate"]) - ns**2 / 2, ns, n)
+    help_rate = g.lognormal(math.log(params["help_rate"]) - ns**2 / 2, ns, n)
     chrono = g.choice(np.arange(-2, 3), size=n, p=[0.1, 0.2, 0.4, 0.2, 0.1])
     upd = g.integers(1, 90 * 86400, n)
     start_s = epoch_s(start)
@@ -443,13 +513,14 @@ def build_users(n: int, seed: int, start: date, params: dict, holdout_fraction: 
     pr = _draw_prefs(gp, n, dims, params)
     # preferred local send hour: morning / lunch / evening people, later for late chronotypes
     comp = gp.random(n) + 0.08 * chrono
-    peak = np.where(comp < 0.35, gp.normal(9.0, 1.5, n),
-                    np.where(comp < 0.65, gp.normal(13.0, 1.5, n), gp.normal(19.5, 1.5, n)))
+    peak = np.where(
+        comp < 0.35, gp.normal(9.0, 1.5, n), np.where(comp < 0.65, gp.normal(13.0, 1.5, n), gp.normal(19.5, 1.5, n))
+    )
     peak = np.mod(peak + 0.5 * chrono, 24.0)
     hour_amp = gp.uniform(params["hour_amp_lo"], params["hour_amp_hi"], n)
     hour_width = gp.uniform(params["hour_width_lo"], params["hour_width_hi"], n)
     fs = params["fatigue_sigma"]
-    fatigue = gp.lognormal(math.log(params["fatigue_mean"]) - fs ** 2 / 2, fs, n)
+    fatigue = gp.lognormal(math.log(params["fatigue_mean"]) - fs**2 / 2, fs, n)
 
     # consents
     gc = rng_for(seed, S_CONSENT)
@@ -460,28 +531,43 @@ def build_users(n: int, seed: int, start: date, params: dict, holdout_fraction: 
     c_old = c_upd - gc.integers(86400, 200 * 86400, (n, len(CHANNELS)))
     uu, cc = np.nonzero(has_row)
     fu, fc = np.nonzero(flipped)
-    consents = pl.DataFrame({
-        "user_id": uid_s.gather(np.concatenate([uu, fu])),
-        "channel": pl.Series(CHANNELS).gather(np.concatenate([cc, fc])),
-        "opted_in": np.concatenate([consent[uu, cc], ~consent[fu, fc]]),
-        "updated_ts": pl.Series((np.concatenate([c_upd[uu, cc], c_old[fu, fc]]) * 1_000_000)
-                                .astype(np.int64)).cast(pl.Datetime("us")),
-    }).sort("user_id", "channel", "updated_ts")
+    consents = pl.DataFrame(
+        {
+            "user_id": uid_s.gather(np.concatenate([uu, fu])),
+            "channel": pl.Series(CHANNELS).gather(np.concatenate([cc, fc])),
+            "opted_in": np.concatenate([consent[uu, cc], ~consent[fu, fc]]),
+            "updated_ts": pl.Series((np.concatenate([c_upd[uu, cc], c_old[fu, fc]]) * 1_000_000).astype(np.int64)).cast(
+                pl.Datetime("us")
+            ),
+        }
+    ).sort("user_id", "channel", "updated_ts")
 
-    users = pl.DataFrame({
-        "user_id": uid_s,
-        "timezone": pl.Series(landed_tz.tolist(), dtype=pl.String),
-        "country": pl.Series(country.tolist(), dtype=pl.String),
-        "updated_ts": pl.Series(updated_ts).cast(pl.Datetime("us")),
-    })
+    users = pl.DataFrame(
+        {
+            "user_id": uid_s,
+            "timezone": pl.Series(landed_tz.tolist(), dtype=pl.String),
+            "country": pl.Series(country.tolist(), dtype=pl.String),
+            "updated_ts": pl.Series(updated_ts).cast(pl.Datetime("us")),
+        }
+    )
     holdout = holdout_score(user_ids) < holdout_fraction
     cols = {
-        "user_id": uid_s, "user_idx": np.arange(n, dtype=np.int32),
+        "user_id": uid_s,
+        "user_idx": np.arange(n, dtype=np.int32),
         "timezone": pl.Series(np.array(tz_names, dtype=object)[tz_idx].tolist(), dtype=pl.String),
-        "tz_idx": tz_idx.astype(np.int16), "country": country.tolist(), "is_holdout": holdout,
-        "activity": act, "p_buy": p_buy, "settings_rate": settings_rate, "help_rate": help_rate,
-        "chrono_shift": chrono.astype(np.int8), "base": base, "fatigue": fatigue,
-        "hour_peak": peak, "hour_amp": hour_amp, "hour_width": hour_width,
+        "tz_idx": tz_idx.astype(np.int16),
+        "country": country.tolist(),
+        "is_holdout": holdout,
+        "activity": act,
+        "p_buy": p_buy,
+        "settings_rate": settings_rate,
+        "help_rate": help_rate,
+        "chrono_shift": chrono.astype(np.int8),
+        "base": base,
+        "fatigue": fatigue,
+        "hour_peak": peak,
+        "hour_amp": hour_amp,
+        "hour_width": hour_width,
     }
     for j, c in enumerate(CHANNELS):
         cols[f"consent_{c}"] = consent[:, j]
@@ -526,8 +612,11 @@ _EXTRA_MESSAGES = (
     ("sms", "friendly", "free_shipping", "no"),
 )
 _OPENERS = {"friendly": "Hi there", "urgent": "Last chance", "playful": "Psst"}
-_OFFERS = {"none": "new picks are waiting for you", "discount": "15% off your next order",
-           "free_shipping": "free shipping on your next order"}
+_OFFERS = {
+    "none": "new picks are waiting for you",
+    "discount": "15% off your next order",
+    "free_shipping": "free shipping on your next order",
+}
 
 
 def build_catalogue(seed: int, start: date, first_closed: date, params: dict) -> pl.DataFrame:
@@ -562,6 +651,6 @@ def build_catalogue(seed: int, start: date, first_closed: date, params: dict) ->
         for d, vals in LABEL_DIMS_EXTRA.items():
             names = [v for v, _ in vals]
             data[f"label_{d}"] = pl.Series(
-                [names[g.integers(len(names))] if g.random() < 0.6 else None for _ in range(n)],
-                dtype=pl.String)
+                [names[g.integers(len(names))] if g.random() < 0.6 else None for _ in range(n)], dtype=pl.String
+            )
     return pl.DataFrame(data)

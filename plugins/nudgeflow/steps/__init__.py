@@ -27,8 +27,13 @@ def run(home: Path, day: dt.date, run_id: str | None = None, progress: Progress 
     """The whole daily run for schedule date D."""
     run_id = run_id or f"manual__{day.isoformat()}"
     timings = {}
-    for name, step in (("ingest", step_ingest), ("measure", step_measure), ("priors", step_priors),
-                       ("sample", step_sample), ("match", step_match)):
+    for name, step in (
+        ("ingest", step_ingest),
+        ("measure", step_measure),
+        ("priors", step_priors),
+        ("sample", step_sample),
+        ("match", step_match),
+    ):
         started = time.perf_counter()
         step(home, day, progress)
         timings[name] = round(time.perf_counter() - started, 2)

@@ -9,9 +9,9 @@ rows are loaded; the other files are unaffected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 
@@ -21,8 +21,14 @@ COLUMNS: dict[str, list[tuple[str, bool]]] = {
     "users": [("user_id", True), ("timezone", False), ("country", False), ("updated_ts", False)],
     "consents": [("user_id", True), ("channel", True), ("opted_in", True), ("updated_ts", True)],
     "messages": [
-        ("message_id", True), ("channel", True), ("active", False), ("valid_from", False), ("valid_to", False),
-        ("countries", False), ("title", False), ("body", False),
+        ("message_id", True),
+        ("channel", True),
+        ("active", False),
+        ("valid_from", False),
+        ("valid_to", False),
+        ("countries", False),
+        ("title", False),
+        ("body", False),
     ],
     "sends": [("send_id", True), ("user_id", True), ("message_id", True), ("channel", True), ("sent_ts", True)],
 }
@@ -89,8 +95,9 @@ def _load_file(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> int:
 
     select = ", ".join(f"{text(name)} as {name}" for name, _ in COLUMNS[table])
     try:
-        con.execute("create or replace temp table landed_all as "
-                    "select *, row_number() over () as __nudgeflow_row from landed")
+        con.execute(
+            "create or replace temp table landed_all as select *, row_number() over () as __nudgeflow_row from landed"
+        )
         con.execute(
             f"create or replace temp table landed_rows as "
             f"select {select}, {_literal(path.name)} as _file, __nudgeflow_row as _row from landed_all"
@@ -106,7 +113,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> int:
                         from landed_all as l
                         join landed_rows as r on r._row = l.__nudgeflow_row
                         where nullif(trim(cast(l."{original}" as varchar)), '') is not null""",
-                        [lower[len(LABEL_PREFIX):]],
+                        [lower[len(LABEL_PREFIX) :]],
                     )
         return con.execute("select count(*) from landed_rows").fetchall()[0][0]
     except duckdb.Error as exc:
@@ -119,8 +126,12 @@ def ingest(
     """Load every landed file not yet loaded or quarantined; one transaction per file."""
     con.execute("set TimeZone = 'UTC'")
     _create_raw_tables(con)
-    seen = set(con.execute("select table_name, _file from raw.ingested_files union all "
-                           "select table_name, _file from raw.quarantined_files").fetchall())
+    seen = set(
+        con.execute(
+            "select table_name, _file from raw.ingested_files union all "
+            "select table_name, _file from raw.quarantined_files"
+        ).fetchall()
+    )
     report = IngestReport(loaded={t: 0 for t in COLUMNS}, rows={t: 0 for t in COLUMNS}, quarantined=[])
     for table in COLUMNS:
         for path in _landed_files(Path(landing), table):
@@ -148,8 +159,10 @@ def ingest(
             report.rows[table] += n_rows
     if progress:
         files = sum(report.loaded.values())
-        progress(f"ingested {files} new file(s), {sum(report.rows.values())} rows; "
-                 f"{len(report.quarantined)} file(s) quarantined")
+        progress(
+            f"ingested {files} new file(s), {sum(report.rows.values())} rows; "
+            f"{len(report.quarantined)} file(s) quarantined"
+        )
     return report
 
 
@@ -159,5 +172,8 @@ def step_ingest(home: Path, day, progress: Callable[[str], None] | None = None) 
 
     with connect(home) as con:
         report = ingest(con, Path(home) / "landing", progress)
-    return {"files": sum(report.loaded.values()), "rows": sum(report.rows.values()),
-            "quarantined_files": len(report.quarantined)}
+    return {
+        "files": sum(report.loaded.values()),
+        "rows": sum(report.rows.values()),
+        "quarantined_files": len(report.quarantined),
+    }

@@ -11,8 +11,8 @@ import datetime as dt
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from nudgeflow.config import DBT_PROJECT_DIR, NudgeflowError, Settings, as_of, load_settings, warehouse_path
 
@@ -21,17 +21,21 @@ def dbt_args(command: str, home: Path, settings: Settings, *extra: str) -> list[
     """Command-line arguments of one dbt invocation on this home (artefacts under HOME/.dbt/)."""
     return [
         command,
-        "--project-dir", str(DBT_PROJECT_DIR),
-        "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(Path(home) / ".dbt" / "target"),
-        "--log-path", str(Path(home) / ".dbt" / "logs"),
-        "--vars", json.dumps(settings.dbt_vars()),
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(Path(home) / ".dbt" / "target"),
+        "--log-path",
+        str(Path(home) / ".dbt" / "logs"),
+        "--vars",
+        json.dumps(settings.dbt_vars()),
         *extra,
     ]
 
 
-def run_dbt(args: list[str], home: Path, as_of: dt.datetime,
-            progress: Callable[[str], None] | None = None) -> list:
+def run_dbt(args: list[str], home: Path, as_of: dt.datetime, progress: Callable[[str], None] | None = None) -> list:
     """Run dbt in-process on HOME/warehouse.duckdb for one as-of time; raise NudgeflowError
     naming every failed node."""
     from dbt.cli.main import dbtRunner
@@ -55,8 +59,10 @@ def run_dbt(args: list[str], home: Path, as_of: dt.datetime,
     if failed or not result.success:
         detail = "; ".join(f"{r.node.name}: {(r.message or r.status)}" for r in failed[:5])
         if "out of sync" in detail:
-            detail += (" -- an incremental table was built by an older version: run "
-                       "`nudgeflow remeasure --date D` once to rebuild it")
+            detail += (
+                " -- an incremental table was built by an older version: run "
+                "`nudgeflow remeasure --date D` once to rebuild it"
+            )
         raise NudgeflowError(f"dbt {args[0]} failed ({len(failed)} node(s)): {detail}")
     if progress:
         progress(f"dbt {args[0]}: {len(nodes)} nodes ok in {time.perf_counter() - started:.1f}s")
@@ -74,9 +80,15 @@ def _release_warehouse() -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
-def dbt_build(home: Path, settings: Settings, as_of: dt.datetime,
-              progress: Callable[[str], None] | None = None, *, unit_tests: bool = False,
-              full_refresh: bool = False) -> list:
+def dbt_build(
+    home: Path,
+    settings: Settings,
+    as_of: dt.datetime,
+    progress: Callable[[str], None] | None = None,
+    *,
+    unit_tests: bool = False,
+    full_refresh: bool = False,
+) -> list:
     """Build and test every model for the as-of time (dbt unit tests only when asked: they are
     for CI). ``full_refresh`` rebuilds the incremental marts from scratch: every send is
     rescored and every weights date recomputed with the current code and data."""

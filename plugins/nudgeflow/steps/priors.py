@@ -29,15 +29,23 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
     with connect(home) as con:
         users = read(con, "select user_id, cell from marts.user_features where not is_holdout")
         # the evidence with forgetting (older sends weigh less; see action_outcomes)
-        outcomes = read(con, "select user_id, action_set, action, weighted_successes as successes, "
-                             "weighted_trials as trials from marts.action_outcomes")
+        outcomes = read(
+            con,
+            "select user_id, action_set, action, weighted_successes as successes, "
+            "weighted_trials as trials from marts.action_outcomes",
+        )
         actions = run_actions(con, settings)
-        prior = empirical_bayes_prior(outcomes, read(con, "select user_id, cell from marts.user_features"),
-                                      max_strength=settings.prior_max_strength,
-                                      min_users=settings.prior_min_users)
+        prior = empirical_bayes_prior(
+            outcomes,
+            read(con, "select user_id, cell from marts.user_features"),
+            max_strength=settings.prior_max_strength,
+            min_users=settings.prior_min_users,
+        )
         post = posterior(users, actions, prior, outcomes)
         replace_partition(con, "decide.priors", day, prior.with_columns(schedule_date=pl.lit(day)))
         replace_partition(con, "decide.posteriors", day, post.with_columns(schedule_date=pl.lit(day)))
-    say(progress, f"priors: {prior.height} (cell, action) priors; posteriors for {users.height} users "
-                  f"x {actions.height} actions")
+    say(
+        progress,
+        f"priors: {prior.height} (cell, action) priors; posteriors for {users.height} users x {actions.height} actions",
+    )
     return {"users": users.height, "actions": actions.height, "priors": prior.height}

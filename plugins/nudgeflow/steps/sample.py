@@ -19,13 +19,18 @@ def step_sample(home: Path, day: dt.date, progress: Progress = None) -> dict:
     """One keyed draw per (user, action) of D's posteriors, written to decide.samples."""
     settings = load_settings(home)
     with connect(home) as con:
-        post = read(con, "select user_id, action_set, action, alpha, beta from decide.posteriors "
-                         "where schedule_date = ? order by user_id, action_set, action", [day])
+        post = read(
+            con,
+            "select user_id, action_set, action, alpha, beta from decide.posteriors "
+            "where schedule_date = ? order by user_id, action_set, action",
+            [day],
+        )
         alpha, beta, user_ids, actions = dense(post)
         keys = draw_keys(settings.seed, day.toordinal(), user_ids, [action_key(*a) for a in actions])
         theta = thompson_sample(alpha, beta, keys, settings.sampling_sharpness)
         samples = post.select("user_id", "action_set", "action").with_columns(
-            theta=pl.Series(theta.reshape(-1)), schedule_date=pl.lit(day))
+            theta=pl.Series(theta.reshape(-1)), schedule_date=pl.lit(day)
+        )
         replace_partition(con, "decide.samples", day, samples)
     say(progress, f"sample: {theta.size} draws for {len(user_ids)} users x {len(actions)} actions")
     return {"draws": int(theta.size)}

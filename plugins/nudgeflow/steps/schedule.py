@@ -22,8 +22,12 @@ def export_path(home: Path, day: dt.date) -> Path:
 def step_schedule(home: Path, day: dt.date, run_id: str, progress: Progress = None) -> dict:
     """Write D's rows of `send_schedule` and replace its Parquet export atomically."""
     with connect(home) as con:
-        rows = read(con, "select schedule_date, user_id, message_id, channel, send_at, actions, propensity "
-                         "from decide.choices where schedule_date = ? order by user_id", [day])
+        rows = read(
+            con,
+            "select schedule_date, user_id, message_id, channel, send_at, actions, propensity "
+            "from decide.choices where schedule_date = ? order by user_id",
+            [day],
+        )
         rows = rows.with_columns(policy=pl.lit(POLICY), run_id=pl.lit(run_id))
         replace_partition(con, "main.send_schedule", day, rows)
     path = export_path(home, day)

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from nudgeflow.lab.harness.rewards import DAY_US, US, Measurement
+from nudgeflow.config import Settings
 from nudgeflow.decide.action_space import gap_bucket
 from nudgeflow.decide.eligibility import Rules, eligibility, send_instants
-from nudgeflow.config import Settings
+from nudgeflow.lab.harness.rewards import DAY_US, US, Measurement
 from nudgeflow.lab.simulate import create_world, load_world, simulate_day
 from nudgeflow.lab.world import CHANNELS, EVENT_NAMES, World, hour_pref
 
@@ -40,8 +40,7 @@ def epoch_us(day: dt.date) -> int:
     return (day - dt.date(1970, 1, 1)).days * DAY_US
 
 
-def ensure_world(root: Path, scenario: str, seed: int, users: int, history_days: int,
-                 start: dt.date = START) -> Path:
+def ensure_world(root: Path, scenario: str, seed: int, users: int, history_days: int, start: dt.date = START) -> Path:
     """The home of world (scenario, seed), created on first use (cached on disk)."""
     home = Path(root) / f"{scenario}-s{seed}-u{users}-h{history_days}"
     if not (home / "truth" / "state.json").exists():
@@ -52,8 +51,7 @@ def ensure_world(root: Path, scenario: str, seed: int, users: int, history_days:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        create_world(tmp, users=users, history_days=history_days, start=start, seed=seed,
-                     scenario=scenario)
+        create_world(tmp, users=users, history_days=history_days, start=start, seed=seed, scenario=scenario)
         if home.exists():
             shutil.rmtree(home)
         os.replace(tmp, home)
@@ -66,16 +64,16 @@ class DayContext:
 
     day: dt.date
     as_of_us: int
-    users: np.ndarray          # (U,) world user index
+    users: np.ndarray  # (U,) world user index
     user_ids: list[str]
     hours: list[int]
-    send_at: np.ndarray        # (U, H) datetime64[s], NaT if the local hour does not occur
-    send_at_s: np.ndarray      # (U, H) float epoch seconds, nan if none
-    eligible: np.ndarray       # (U, M, H)
-    gap_hours: np.ndarray      # (U, H) hours since the user's last send at that instant
-    gap_bucket: np.ndarray     # (U, H)
-    sim: "Sim"
-    new_scored: np.ndarray     # send rows measured as of D 00:00 (for incremental learners)
+    send_at: np.ndarray  # (U, H) datetime64[s], NaT if the local hour does not occur
+    send_at_s: np.ndarray  # (U, H) float epoch seconds, nan if none
+    eligible: np.ndarray  # (U, M, H)
+    gap_hours: np.ndarray  # (U, H) hours since the user's last send at that instant
+    gap_bucket: np.ndarray  # (U, H)
+    sim: Sim
+    new_scored: np.ndarray  # send rows measured as of D 00:00 (for incremental learners)
 
 
 @dataclass
@@ -92,8 +90,15 @@ class DayResult:
 class Sim:
     """One closed-loop run of one policy on one world (in memory)."""
 
-    def __init__(self, home: Path, settings: Settings | None = None, *, measure: bool = True,
-                 controls: bool = True, truth_reward: bool = False):
+    def __init__(
+        self,
+        home: Path,
+        settings: Settings | None = None,
+        *,
+        measure: bool = True,
+        controls: bool = True,
+        truth_reward: bool = False,
+    ):
         self.home = Path(home)
         self.s = settings or Settings()
         self.world: World = load_world(self.home)
@@ -112,8 +117,9 @@ class Sim:
         self.active = cat["active"].fill_null(True).to_numpy()
         self.vf = cat["valid_from"].cast(pl.Int64).to_numpy().astype(float) / US
         self.vt = cat["valid_to"].cast(pl.Int64).to_numpy().astype(float) / US
-        self.static_ok = (w.consent[:, np.maximum(w.msg_channel, 0)] & (w.msg_channel >= 0)[None, :]
-                          & w.country_ok)[self.users]  # (U, M)
+        self.static_ok = (w.consent[:, np.maximum(w.msg_channel, 0)] & (w.msg_channel >= 0)[None, :] & w.country_ok)[
+            self.users
+        ]  # (U, M)
         self.send_prop: list = []
 
     # ------------------------------------------------------------------ history
@@ -122,9 +128,12 @@ class Sim:
         uidx = {u: i for i, u in enumerate(w.user_ids.to_list())}
         ev = pl.read_parquet(self.home / "landing" / "events" / "*.parquet")
         code = {n: i for i, n in enumerate(EVENT_NAMES)}
-        self.meas.add_events(ev["user_id"].replace_strict(uidx, return_dtype=pl.Int64).to_numpy(),
-                             ev["event_name"].replace_strict(code, return_dtype=pl.Int64).to_numpy(),
-                             ev["event_ts"].cast(pl.Int64).to_numpy(), ev["value"].to_numpy())
+        self.meas.add_events(
+            ev["user_id"].replace_strict(uidx, return_dtype=pl.Int64).to_numpy(),
+            ev["event_name"].replace_strict(code, return_dtype=pl.Int64).to_numpy(),
+            ev["event_ts"].cast(pl.Int64).to_numpy(),
+            ev["value"].to_numpy(),
+        )
         eff = pl.read_parquet(self.home / "truth" / "send_effects" / "*.parquet").sort("sent_ts", "send_id")
         u = eff["user_id"].replace_strict(uidx, return_dtype=pl.Int64).to_numpy()
         m = eff["message_id"].replace_strict(w.msg_index, return_dtype=pl.Int64).to_numpy()
@@ -167,14 +176,31 @@ class Sim:
             lu = np.full(w.n, np.nan)
             np.fmax.at(lu, su[older], st[older])
             last = np.fmax(last, lu[self.users])
-        eligible, gap_h = eligibility(t, last, last_msg, self.static_ok, self.active, self.vf, self.vt,
-                                      Rules.of(s))
-        return DayContext(day=day, as_of_us=as_of, users=self.users, user_ids=self.user_ids, hours=self.hours,
-                          send_at=send_at, send_at_s=t, eligible=eligible, gap_hours=gap_h,
-                          gap_bucket=gap_bucket(gap_h, s.frequency_bucket_hours), sim=self, new_scored=new)
+        eligible, gap_h = eligibility(t, last, last_msg, self.static_ok, self.active, self.vf, self.vt, Rules.of(s))
+        return DayContext(
+            day=day,
+            as_of_us=as_of,
+            users=self.users,
+            user_ids=self.user_ids,
+            hours=self.hours,
+            send_at=send_at,
+            send_at_s=t,
+            eligible=eligible,
+            gap_hours=gap_h,
+            gap_bucket=gap_bucket(gap_h, s.frequency_bucket_hours),
+            sim=self,
+            new_scored=new,
+        )
 
-    def deliver(self, day: dt.date, ui: np.ndarray, m: np.ndarray, h: np.ndarray, ctx: DayContext,
-                propensity: np.ndarray | None = None) -> dict:
+    def deliver(
+        self,
+        day: dt.date,
+        ui: np.ndarray,
+        m: np.ndarray,
+        h: np.ndarray,
+        ctx: DayContext,
+        propensity: np.ndarray | None = None,
+    ) -> dict:
         w = self.world
         ui, m, h = (np.asarray(x, dtype=np.int64) for x in (ui, m, h))
         assert ctx.eligible[ui, m, h].all(), "policy chose an ineligible (user, message, hour)"
@@ -191,9 +217,12 @@ class Sim:
         code = {n: i for i, n in enumerate(EVENT_NAMES)}
         uidx = {x: i for i, x in enumerate(w.user_ids.to_list())}
         if ev.height:
-            self.meas.add_events(ev["user_id"].replace_strict(uidx, return_dtype=pl.Int64).to_numpy(),
-                                 ev["event_name"].replace_strict(code, return_dtype=pl.Int64).to_numpy(),
-                                 ev["event_ts"].cast(pl.Int64).to_numpy(), ev["value"].to_numpy())
+            self.meas.add_events(
+                ev["user_id"].replace_strict(uidx, return_dtype=pl.Int64).to_numpy(),
+                ev["event_name"].replace_strict(code, return_dtype=pl.Int64).to_numpy(),
+                ev["event_ts"].cast(pl.Int64).to_numpy(),
+                ev["value"].to_numpy(),
+            )
         rows = np.zeros(0, dtype=np.int64)
         if eff.height:
             start = len(self.meas.sends)
@@ -208,13 +237,25 @@ class Sim:
             self.true_effect = np.concatenate([self.true_effect, eff["true_effect"].to_numpy()])
             self.send_day = np.concatenate([self.send_day, et // DAY_US])
             if propensity is not None:
-                self.send_prop.append(pl.DataFrame({"u": u[order], "m": m[order], "t": t[order],
-                                                    "propensity": np.asarray(propensity)[order],
-                                                    "day": [day] * len(u)}))
+                self.send_prop.append(
+                    pl.DataFrame(
+                        {
+                            "u": u[order],
+                            "m": m[order],
+                            "t": t[order],
+                            "propensity": np.asarray(propensity)[order],
+                            "day": [day] * len(u),
+                        }
+                    )
+                )
         purchases = ev.filter(pl.col("event_name") == "purchase")
-        return {"rows": rows, "sends": eff.height, "purchases": purchases.height,
-                "gmv": float(purchases["value"].sum() or 0.0),
-                "true_effect": float(eff["true_effect"].sum() or 0.0)}
+        return {
+            "rows": rows,
+            "sends": eff.height,
+            "purchases": purchases.height,
+            "gmv": float(purchases["value"].sum() or 0.0),
+            "true_effect": float(eff["true_effect"].sum() or 0.0),
+        }
 
 
 def oracle_values(ctx: DayContext) -> np.ndarray:
@@ -228,24 +269,36 @@ def oracle_values(ctx: DayContext) -> np.ndarray:
     mch = np.maximum(w.msg_channel, 0)
     lab = prefs.labels[u] @ w.label_incidence if w.value_cols else 0.0
     ch = prefs.channel[u][:, mch]
-    hp = hour_pref(prefs.hour_peak[u, None], prefs.hour_amp[u, None], prefs.hour_width[u, None],
-                   hours[None, :], w.params["hour_offset"])
-    fat = w.fatigue_penalty(prefs, np.repeat(u[:, None], len(hours), 1).ravel(),
-                            ctx.gap_hours.ravel()).reshape(len(u), len(hours))
-    tau = w.params["effect_scale"] * (prefs.base[u, None, None] + ch[:, :, None] + lab[:, :, None]
-                                      + hp[:, None, :]) - fat[:, None, :]
+    hp = hour_pref(
+        prefs.hour_peak[u, None],
+        prefs.hour_amp[u, None],
+        prefs.hour_width[u, None],
+        hours[None, :],
+        w.params["hour_offset"],
+    )
+    fat = w.fatigue_penalty(prefs, np.repeat(u[:, None], len(hours), 1).ravel(), ctx.gap_hours.ravel()).reshape(
+        len(u), len(hours)
+    )
+    tau = (
+        w.params["effect_scale"] * (prefs.base[u, None, None] + ch[:, :, None] + lab[:, :, None] + hp[:, None, :])
+        - fat[:, None, :]
+    )
     uu = np.broadcast_to(u[:, None, None], tau.shape).ravel()
     hh = np.broadcast_to(hours[None, None, :], tau.shape).ravel()
     te = w.oracle_true_effect(uu, hh, tau.ravel()).reshape(tau.shape)
     return np.where(ctx.eligible, te, -np.inf)
 
 
-def run_policy(home: Path, policy, days: int, settings: Settings | None = None, *,
-               progress=None) -> dict:
+def run_policy(home: Path, policy, days: int, settings: Settings | None = None, *, progress=None) -> dict:
     """Play ``days`` closed-loop days of ``policy`` on the world in ``home``."""
     s = settings or Settings()
-    sim = Sim(home, s, measure=policy.needs_rewards, controls=getattr(policy, "controls", True),
-              truth_reward=getattr(policy, "truth_reward", False))
+    sim = Sim(
+        home,
+        s,
+        measure=policy.needs_rewards,
+        controls=getattr(policy, "controls", True),
+        truth_reward=getattr(policy, "truth_reward", False),
+    )
     policy.start(sim)
     rows: list[DayResult] = []
     for i in range(days):
@@ -261,8 +314,17 @@ def run_policy(home: Path, policy, days: int, settings: Settings | None = None, 
             t1 = time.perf_counter()
             policy.sent(r["rows"])
             took += time.perf_counter() - t1
-        rows.append(DayResult(day, r["sends"], r["purchases"], r["gmv"], r["true_effect"], took,
-                              int(ctx.eligible.any(axis=(1, 2)).sum())))
+        rows.append(
+            DayResult(
+                day,
+                r["sends"],
+                r["purchases"],
+                r["gmv"],
+                r["true_effect"],
+                took,
+                int(ctx.eligible.any(axis=(1, 2)).sum()),
+            )
+        )
     daily = pl.DataFrame([r.__dict__ for r in rows])
     loop_sends = np.arange(sim.n_history_sends, len(sim.meas.sends))
     return {"daily": daily, "sim": sim, "loop_sends": loop_sends}

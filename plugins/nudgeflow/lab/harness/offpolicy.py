@@ -21,10 +21,9 @@ import numpy as np
 
 from nudgeflow.decide.matching import Options, decide, propensity
 from nudgeflow.decide.sampling import draw_keys, thompson_sample
-from nudgeflow.lab.simulate import simulate_day
-
 from nudgeflow.lab.harness.loop import DayContext, Sim, run_policy
 from nudgeflow.lab.harness.policies import Agentic, random_choice
+from nudgeflow.lab.simulate import simulate_day
 
 
 def warm_state(home, days: int, settings=None) -> tuple[Sim, Agentic, DayContext]:
@@ -58,8 +57,9 @@ def calibration(sim: Sim, pol: Agentic, ctx: DayContext, reruns: int = 200, draw
     return {"logged": logged[chosen], "empirical": hits[chosen] / reruns, "users": int(chosen.sum())}
 
 
-def joint_probabilities(alpha, beta, opts: Options, rng: np.random.Generator, draws: int,
-                        sharpness: float = 1.0) -> np.ndarray:
+def joint_probabilities(
+    alpha, beta, opts: Options, rng: np.random.Generator, draws: int, sharpness: float = 1.0
+) -> np.ndarray:
     """P(action) per user over index h * M + m (send at hour h message m), last = no send: (U, H*M+1)."""
     n_u, n_m, n_h = opts.eligible.shape
     out = np.zeros((n_u, n_h * n_m + 1))
@@ -79,8 +79,7 @@ def _true_effects(sim: Sim, ctx: DayContext, ui, m, h) -> np.ndarray:
     d0 = ctx.as_of_us / 1e6
     keep = sim.meas.sends["t"] / 1e6 >= d0 - 7 * 86400
     prev = (sim.meas.sends["u"][keep], sim.meas.sends["t"][keep] / 1e6, sim.tau[keep])
-    out = simulate_day(w, ctx.day, {"u": u, "m": m, "c": w.msg_channel[m], "t": t},
-                       np.full(len(u), "x"), prev)
+    out = simulate_day(w, ctx.day, {"u": u, "m": m, "c": w.msg_channel[m], "t": t}, np.full(len(u), "x"), prev)
     eff = out["effects"]
     order = np.lexsort((m, u, t))  # simulate_day sorts its sends by (t, u, m)
     te = np.zeros(len(ctx.users))
@@ -88,8 +87,16 @@ def _true_effects(sim: Sim, ctx: DayContext, ui, m, h) -> np.ndarray:
     return te
 
 
-def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, target_runs: int = 40,
-                send_prob: float = 0.5, draws: int = 400) -> dict:
+def snips_check(
+    sim: Sim,
+    pol: Agentic,
+    ctx: DayContext,
+    *,
+    log_runs: int = 40,
+    target_runs: int = 40,
+    send_prob: float = 0.5,
+    draws: int = 400,
+) -> dict:
     from nudgeflow.lab.harness.policies import build_options
 
     actions, keys, alpha, beta = pol.posterior_arrays(ctx)
@@ -115,10 +122,10 @@ def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, 
         pairs.append((w[has_option], te[has_option]))
     w_all = np.concatenate([p[0] for p in pairs])
     te_all = np.concatenate([p[1] for p in pairs])
-    den, den2 = float(w_all.sum()), float((w_all ** 2).sum())
+    den, den2 = float(w_all.sum()), float((w_all**2).sum())
     snips = float((w_all * te_all).sum()) / den if den > 0 else float("nan")
     # its standard error by the delta method: var = sum w_i^2 (te_i - snips)^2 / (sum w_i)^2
-    se = float(np.sqrt((w_all ** 2 * (te_all - snips) ** 2).sum()) / den) if den > 0 else float("nan")
+    se = float(np.sqrt((w_all**2 * (te_all - snips) ** 2).sum()) / den) if den > 0 else float("nan")
     # simulated value of the target policy: re-runs with other draw seeds
     values = []
     for r in range(target_runs):
@@ -128,9 +135,17 @@ def snips_check(sim: Sim, pol: Agentic, ctx: DayContext, *, log_runs: int = 40, 
         te = _true_effects(sim, ctx, ui, message[ui], hour[ui])
         values.append(float(te[has_option].mean()))
     values = np.array(values)
-    return {"snips": snips, "snips_se": se, "snips_interval": (snips - 1.96 * se, snips + 1.96 * se),
-            "target_mean": float(values.mean()), "target_sd": float(values.std(ddof=1)),
-            "interval": (float(values.mean() - 1.96 * values.std(ddof=1)),
-                         float(values.mean() + 1.96 * values.std(ddof=1))),
-            "logged_decisions": len(w_all), "effective_n": den ** 2 / den2 if den2 > 0 else 0.0,
-            "logging_value": float(te_all.mean()) if len(te_all) else float("nan")}
+    return {
+        "snips": snips,
+        "snips_se": se,
+        "snips_interval": (snips - 1.96 * se, snips + 1.96 * se),
+        "target_mean": float(values.mean()),
+        "target_sd": float(values.std(ddof=1)),
+        "interval": (
+            float(values.mean() - 1.96 * values.std(ddof=1)),
+            float(values.mean() + 1.96 * values.std(ddof=1)),
+        ),
+        "logged_decisions": len(w_all),
+        "effective_n": den**2 / den2 if den2 > 0 else 0.0,
+        "logging_value": float(te_all.mean()) if len(te_all) else float("nan"),
+    }

@@ -137,12 +137,12 @@ class PopulationOracle(Policy):
     def decide(self, ctx):
         from nudgeflow.lab.harness.loop import oracle_values
 
-        te = oracle_values(ctx)                                   # (U, M, H), -inf if not eligible
+        te = oracle_values(ctx)  # (U, M, H), -inf if not eligible
         ok = np.isfinite(te)
-        bucket = ctx.gap_bucket                                   # (U, H)
+        bucket = ctx.gap_bucket  # (U, H)
         score = np.full(te.shape, -np.inf)
         for b in np.unique(bucket):
-            users_b = (bucket == b)[:, None, :] & ok              # (U, M, H)
+            users_b = (bucket == b)[:, None, :] & ok  # (U, M, H)
             n = users_b.sum(axis=0)
             mean = np.where(n > 0, np.where(users_b, te, 0.0).sum(axis=0) / np.maximum(n, 1), -np.inf)
             score = np.where(users_b, mean[None, :, :], score)
@@ -162,17 +162,23 @@ def action_space(sim, *, modular: bool = True) -> pl.DataFrame:
     if not modular:
         flat = pl.DataFrame({"action_set": "message", "action": sim.world.msg_ids.to_list()})
         return run_action_space([], flat, sim.hours, sim.s.frequency_bucket_hours)
-    return run_action_space(sim.world.catalogue["channel"].unique().to_list(), catalogue_actions(sim).filter(
-        pl.col("action_set") != "channel"), sim.hours, sim.s.frequency_bucket_hours)
+    return run_action_space(
+        sim.world.catalogue["channel"].unique().to_list(),
+        catalogue_actions(sim).filter(pl.col("action_set") != "channel"),
+        sim.hours,
+        sim.s.frequency_bucket_hours,
+    )
 
 
 def catalogue_actions(sim) -> pl.DataFrame:
     """message_id, action_set, action of the world's catalogue: its channel and each label."""
     cat = sim.world.catalogue
     label_sets = sorted(c for c in cat.columns if c.startswith("label_"))
-    return (cat.select("message_id", "channel", *label_sets)
-            .unpivot(index="message_id", variable_name="action_set", value_name="action")
-            .drop_nulls("action"))
+    return (
+        cat.select("message_id", "channel", *label_sets)
+        .unpivot(index="message_id", variable_name="action_set", value_name="action")
+        .drop_nulls("action")
+    )
 
 
 def build_options(ctx, actions: pl.DataFrame, *, modular: bool = True) -> Options:
@@ -187,8 +193,7 @@ def build_options(ctx, actions: pl.DataFrame, *, modular: bool = True) -> Option
         sets = ["message"]
         long = cat.select("message_id", pl.lit("message").alias("action_set"), pl.col("message_id").alias("action"))
     ma = message_actions(cat["message_id"].to_list(), long, sets, pairs)
-    return Options.build(pairs, ctx.hours, sim.s.frequency_bucket_hours, ma, ctx.send_at, ctx.eligible,
-                         ctx.gap_hours)
+    return Options.build(pairs, ctx.hours, sim.s.frequency_bucket_hours, ma, ctx.send_at, ctx.eligible, ctx.gap_hours)
 
 
 def outcomes_with_messages(sim, as_of_us: int, **forget) -> pl.DataFrame:
@@ -205,14 +210,17 @@ def outcomes_with_messages(sim, as_of_us: int, **forget) -> pl.DataFrame:
         wt = np.power(2.0, -age_d / forget["half_life_days"])
     if forget.get("window_days"):
         wt = np.where(age_d <= forget["window_days"], wt, 0.0)
-    msg = pl.DataFrame({"user_id": np.array(meas.user_ids, dtype=object)[meas.sends["u"][idx]].tolist(),
-                        "action_set": "message",
-                        "action": sim.world.msg_ids.gather(meas.sends["m"][idx]).to_list(),
-                        "r": meas.reward[idx] * wt, "w": wt},
-                       schema={"user_id": pl.String, "action_set": pl.String, "action": pl.String,
-                               "r": pl.Float64, "w": pl.Float64})
-    msg = msg.group_by("user_id", "action_set", "action").agg(successes=pl.col("r").sum(),
-                                                                trials=pl.col("w").sum())
+    msg = pl.DataFrame(
+        {
+            "user_id": np.array(meas.user_ids, dtype=object)[meas.sends["u"][idx]].tolist(),
+            "action_set": "message",
+            "action": sim.world.msg_ids.gather(meas.sends["m"][idx]).to_list(),
+            "r": meas.reward[idx] * wt,
+            "w": wt,
+        },
+        schema={"user_id": pl.String, "action_set": pl.String, "action": pl.String, "r": pl.Float64, "w": pl.Float64},
+    )
+    msg = msg.group_by("user_id", "action_set", "action").agg(successes=pl.col("r").sum(), trials=pl.col("w").sum())
     return pl.concat([out, msg.filter(pl.col("trials") > 0)], how="vertical_relaxed")
 
 
@@ -222,10 +230,19 @@ def outcomes_with_messages(sim, as_of_us: int, **forget) -> pl.DataFrame:
 class Agentic(Policy):
     """The production policy, called through nudgeflow.decide (priors, sampling, matching)."""
 
-    def __init__(self, name: str = "ours", *, eb_prior: bool = True, modular: bool = True,
-                 timing: bool = True, controls: bool = True, forget_half_life_days: float | None = None,
-                 propensities: bool = False, propensity_draws: int | None = None,
-                 truth_reward: bool = False):
+    def __init__(
+        self,
+        name: str = "ours",
+        *,
+        eb_prior: bool = True,
+        modular: bool = True,
+        timing: bool = True,
+        controls: bool = True,
+        forget_half_life_days: float | None = None,
+        propensities: bool = False,
+        propensity_draws: int | None = None,
+        truth_reward: bool = False,
+    ):
         self.name = name
         self.truth_reward = truth_reward
         self.eb_prior = eb_prior
@@ -247,12 +264,22 @@ class Agentic(Policy):
         outcomes = outcomes.join(actions, on=["action_set", "action"], how="semi")
         cells = sim.meas.cells_frame()
         if self.eb_prior:
-            prior = empirical_bayes_prior(outcomes, cells, max_strength=s.prior_max_strength,
-                                          min_users=s.prior_min_users)
+            prior = empirical_bayes_prior(
+                outcomes, cells, max_strength=s.prior_max_strength, min_users=s.prior_min_users
+            )
         else:
-            prior = pl.DataFrame(schema={"cell": pl.String, "action_set": pl.String, "action": pl.String,
-                                         "alpha": pl.Float64, "beta": pl.Float64, "n_users": pl.UInt32,
-                                         "trials": pl.Float64, "source": pl.String})
+            prior = pl.DataFrame(
+                schema={
+                    "cell": pl.String,
+                    "action_set": pl.String,
+                    "action": pl.String,
+                    "alpha": pl.Float64,
+                    "beta": pl.Float64,
+                    "n_users": pl.UInt32,
+                    "trials": pl.Float64,
+                    "source": pl.String,
+                }
+            )
         users = pl.DataFrame({"user_id": ctx.user_ids}).join(cells, on="user_id", how="left")
         post = posterior(users, actions, prior, outcomes).sort("user_id", "action_set", "action")
         n_a = actions.height
@@ -301,11 +328,12 @@ class Rules(Policy):
         out = outcomes_with_messages(sim, ctx.as_of_us).join(actions, on=["action_set", "action"], how="semi")
         pop = out.group_by("action_set", "action").agg(pl.col("successes").sum(), pl.col("trials").sum())
         overall = pop.group_by("action_set").agg(m0=pl.col("successes").sum() / pl.col("trials").sum())
-        t = (actions.join(pop, on=["action_set", "action"], how="left")
-             .join(overall, on="action_set", how="left")
-             .with_columns(pl.col("successes", "trials").fill_null(0.0), pl.col("m0").fill_null(0.5))
-             .with_columns(theta=(pl.col("successes") + self.shrink * pl.col("m0"))
-                           / (pl.col("trials") + self.shrink)))
+        t = (
+            actions.join(pop, on=["action_set", "action"], how="left")
+            .join(overall, on="action_set", how="left")
+            .with_columns(pl.col("successes", "trials").fill_null(0.0), pl.col("m0").fill_null(0.5))
+            .with_columns(theta=(pl.col("successes") + self.shrink * pl.col("m0")) / (pl.col("trials") + self.shrink))
+        )
         opts = build_options(ctx, actions, modular=False)
         theta = np.broadcast_to(t["theta"].to_numpy()[None, :], (len(ctx.users), actions.height))
         send, hour, message = decide(theta, opts)
@@ -408,10 +436,11 @@ class MabKNN(Policy):
                 self.A.append(int(meas.sends["m"][r_]))
                 self.R.append(float(meas.reward[r_]))
         if self.X:
-            X = np.array(self.X[-self.max_history:])
-            self.model = MAB(self.arms, LearningPolicy.ThompsonSampling(),
-                             NeighborhoodPolicy.KNearest(k=self.k), seed=self.seed)
-            self.model.fit(self.A[-self.max_history:], self.R[-self.max_history:], X)
+            X = np.array(self.X[-self.max_history :])
+            self.model = MAB(
+                self.arms, LearningPolicy.ThompsonSampling(), NeighborhoodPolicy.KNearest(k=self.k), seed=self.seed
+            )
+            self.model.fit(self.A[-self.max_history :], self.R[-self.max_history :], X)
 
     def decide(self, ctx):
         ui, _, h = random_choice(ctx, self.rng)
@@ -470,8 +499,10 @@ class VW(Policy):
             if item is None:
                 continue  # history sends: not chosen by VW, no probability to learn from
             shared, cand, chosen, prob = item
-            lines = [shared] + [(f"0:{-float(meas.reward[r_])}:{prob} " if j == chosen else "") + self.action_feats[m]
-                                for j, m in enumerate(cand)]
+            lines = [shared] + [
+                (f"0:{-float(meas.reward[r_])}:{prob} " if j == chosen else "") + self.action_feats[m]
+                for j, m in enumerate(cand)
+            ]
             self.vw.learn(lines)
 
     def decide(self, ctx):
@@ -503,9 +534,14 @@ FORGET_HALF_LIFE_DAYS = 7.0
 def make_policy(name: str) -> Policy:
     """Policy by harness name."""
     factories = {
-        "none": NoMessages, "random": RandomPolicy, "rules": Rules, "oracle": Oracle,
+        "none": NoMessages,
+        "random": RandomPolicy,
+        "rules": Rules,
+        "oracle": Oracle,
         "oracle_population": PopulationOracle,
-        "mab_ts": MabTS, "mab_knn": MabKNN, "vw": VW,
+        "mab_ts": MabTS,
+        "mab_knn": MabKNN,
+        "vw": VW,
         "ours": lambda: Agentic("ours"),
         "ours_no_eb_prior": lambda: Agentic("ours_no_eb_prior", eb_prior=False),
         "ours_flat": lambda: Agentic("ours_flat", modular=False),
@@ -514,8 +550,9 @@ def make_policy(name: str) -> Policy:
         "ours_forget": lambda: Agentic("ours_forget", forget_half_life_days=FORGET_HALF_LIFE_DAYS),
         "ours_no_forget": lambda: Agentic("ours_no_forget", forget_half_life_days=0.0),
         "ours_true_reward": lambda: Agentic("ours_true_reward", truth_reward=True),
-        "ours_forget_true_reward": lambda: Agentic("ours_forget_true_reward", truth_reward=True,
-                                                   forget_half_life_days=FORGET_HALF_LIFE_DAYS),
+        "ours_forget_true_reward": lambda: Agentic(
+            "ours_forget_true_reward", truth_reward=True, forget_half_life_days=FORGET_HALF_LIFE_DAYS
+        ),
     }
     if name not in factories:
         raise ValueError(f"unknown policy {name!r}; known: {', '.join(factories)}")
@@ -524,8 +561,17 @@ def make_policy(name: str) -> Policy:
 
 PEERS = ("random", "rules", "mab_ts", "mab_knn", "vw")
 ABLATIONS = ("ours_no_eb_prior", "ours_flat", "ours_no_timing", "ours_no_controls")
-ALL_POLICIES = ("none", *PEERS, "ours", *ABLATIONS, "ours_forget", "ours_no_forget", "ours_true_reward",
-                "oracle_population", "oracle")
+ALL_POLICIES = (
+    "none",
+    *PEERS,
+    "ours",
+    *ABLATIONS,
+    "ours_forget",
+    "ours_no_forget",
+    "ours_true_reward",
+    "oracle_population",
+    "oracle",
+)
 
 
 # what each stress world is for: the default world gets every policy, the others the peers,

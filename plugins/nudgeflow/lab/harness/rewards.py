@@ -48,9 +48,9 @@ operations):
 Every parameter (``goal_event``, ``cell_size``, ``feature_window_days``,
 ``pre_match_candidates``, ``pre_match_weight``, ...) is the setting of the same name in
 :class:`nudgeflow.config.Settings`, as the dbt vars are; ``pre_match_candidates=0`` matches on
-the features only. ``control_pool`` 'group' and ``goal_weight`` are not mirrored.  ``controls=False`` is the harness's ablation "no neighbour
-controls": reward = 1 if y_post - y_pre > 0 (an interrupted time series without the
-control's change).
+the features only. ``control_pool`` 'group' and ``goal_weight`` are not mirrored (refused).
+``controls=False`` is the harness's ablation "no neighbour controls": reward = 1 if
+y_post - y_pre > 0 (an interrupted time series without the control's change).
 
 Timestamps are integer microseconds since the Unix epoch (the warehouse's precision); users
 and messages are indices into the :class:`nudgeflow.lab.world.World` arrays.
@@ -68,16 +68,17 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 
-from nudgeflow.decide.action_space import frequency_labels, gap_bucket
 from nudgeflow.config import Settings
+from nudgeflow.decide.action_space import frequency_labels, gap_bucket
 
 US = 1_000_000
 HOUR_US = 3600 * US
 DAY_US = 24 * HOUR_US
 
 
-def mh_event_weights(mh_followed: np.ndarray, mh_not_followed: np.ndarray, goal: int,
-                     present: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def mh_event_weights(
+    mh_followed: np.ndarray, mh_not_followed: np.ndarray, goal: int, present: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The last step of ``event_weights_history`` on Mantel-Haenszel sums (..., E): llr_e =
     ln((mh_followed_e + 0.5) / (mh_not_followed_e + 0.5)); the weight is llr_e for the names
     ``present`` in the horizon (all by default) but the goal, 0 for absent names, and the goal
@@ -128,12 +129,13 @@ class Measurement:
     :meth:`score` measures the sends matured by ``as_of`` and returns their rewards.
     """
 
-    def __init__(self, world, settings: Settings | None = None, *, controls: bool = True,
-                 event_names=None):
+    def __init__(self, world, settings: Settings | None = None, *, controls: bool = True, event_names=None):
         from nudgeflow.lab.world import EVENT_NAMES
 
         self.world = world
         self.s = settings or Settings()
+        if self.s.goal_weight is not None or self.s.control_pool != "cell":
+            raise ValueError("the in-memory reward mirrors goal_weight: null and control_pool: cell only")
         self.controls = controls
         # the method's parameters are the settings' (nudgeflow.config), like the dbt vars
         self.pre_match_candidates = int(self.s.pre_match_candidates)
@@ -170,16 +172,21 @@ class Measurement:
     # ------------------------------------------------------------------ logs
     def add_events(self, u, code, t_us, value=None) -> None:
         u = np.asarray(u, dtype=np.int64)
-        self.events.append(u=u, code=np.asarray(code, dtype=np.int8), t=np.asarray(t_us, dtype=np.int64),
-                           value=np.full(len(u), np.nan) if value is None else np.asarray(value, dtype=float))
+        self.events.append(
+            u=u,
+            code=np.asarray(code, dtype=np.int8),
+            t=np.asarray(t_us, dtype=np.int64),
+            value=np.full(len(u), np.nan) if value is None else np.asarray(value, dtype=float),
+        )
         self._ev_sorted = None
 
     def add_sends(self, u, m, c, t_us) -> np.ndarray:
         """Append sends; returns their row numbers in the send log."""
         start = len(self.sends)
         u = np.asarray(u, dtype=np.int64)
-        self.sends.append(u=u, m=np.asarray(m, dtype=np.int64), c=np.asarray(c, dtype=np.int64),
-                          t=np.asarray(t_us, dtype=np.int64))
+        self.sends.append(
+            u=u, m=np.asarray(m, dtype=np.int64), c=np.asarray(c, dtype=np.int64), t=np.asarray(t_us, dtype=np.int64)
+        )
         k = len(u)
         self.reward = np.concatenate([self.reward, np.full(k, np.nan)])
         self.delta_y = np.concatenate([self.delta_y, np.full(k, np.nan)])
@@ -271,19 +278,20 @@ class Measurement:
         last = np.full(self.n, -1, dtype=np.int64)
         if len(su):
             np.maximum.at(last, su, st)
-        since = np.where(last >= 0, np.minimum((as_of_us - last) / HOUR_US / 24.0, self.feature_days),
-                         self.feature_days)
+        since = np.where(
+            last >= 0, np.minimum((as_of_us - last) / HOUR_US / 24.0, self.feature_days), self.feature_days
+        )
         feats = np.stack([np.log1p(n_ev), np.log1p(n_goal), active.astype(float), since.astype(float)], axis=1)
         sd = feats.std(axis=0)
         z = np.where(sd > 0, (feats - feats.mean(axis=0)) / np.where(sd > 0, sd, 1.0), 0.0)
         # UTC offset (minutes) of each timezone at as_of
-        at = dt.datetime.fromtimestamp(as_of_us / US, tz=dt.timezone.utc)
+        at = dt.datetime.fromtimestamp(as_of_us / US, tz=dt.UTC)
         off_by_tz = {}
         for name in set(self.tz_names):
             try:
                 zone = ZoneInfo(name)
             except Exception:  # noqa: BLE001 - unknown zone: UTC, like DuckDB's coalesce
-                zone = dt.timezone.utc
+                zone = dt.UTC
             off_by_tz[name] = int(round(at.astimezone(zone).utcoffset().total_seconds() / 60))
         offset = np.array([off_by_tz[z_] for z_ in self.tz_names], dtype=np.int64)
         has_goal = n_goal > 0
@@ -296,19 +304,32 @@ class Measurement:
         rank = np.empty(self.n, dtype=np.int64)
         size = np.empty(self.n, dtype=np.int64)
         for s0, n0 in zip(starts, sizes):
-            idx = order[s0:s0 + n0]
+            idx = order[s0 : s0 + n0]
             rank[idx] = np.arange(1, n0 + 1)
             size[idx] = n0
         n_buckets = np.maximum(1, np.floor(size / self.cell_size + 0.5))  # DuckDB round: half away from 0
         bucket = np.floor((rank - 1) * n_buckets / size).astype(np.int64)
-        cell_id = (group * 1000 + bucket)
+        cell_id = group * 1000 + bucket
         # one label per distinct cell (formatting every user's is slow)
         cells, first, inv = np.unique(cell_id, return_index=True, return_inverse=True)
-        names = np.array([f"utc{'-' if o < 0 else '+'}{abs(o) // 60:02d}:{abs(o) % 60:02d}/g{int(g)}/a{b:02d}"
-                          for o, g, b in zip(offset[first], has_goal[first], bucket[first])], dtype=object)
+        names = np.array(
+            [
+                f"utc{'-' if o < 0 else '+'}{abs(o) // 60:02d}:{abs(o) % 60:02d}/g{int(g)}/a{b:02d}"
+                for o, g, b in zip(offset[first], has_goal[first], bucket[first])
+            ],
+            dtype=object,
+        )
         labels = names[inv].tolist()
-        self.features = {"as_of": as_of_us, "z": z, "cell_id": cell_id, "cell": labels,
-                         "n_events": n_ev, "n_goal": n_goal, "active_days": active, "since": since}
+        self.features = {
+            "as_of": as_of_us,
+            "z": z,
+            "cell_id": cell_id,
+            "cell": labels,
+            "n_events": n_ev,
+            "n_goal": n_goal,
+            "active_days": active,
+            "since": since,
+        }
         return self.features
 
     # ------------------------------------------------------------------ outcomes
@@ -413,8 +434,9 @@ class Measurement:
         self._actions = None
         return todo
 
-    def _pre_match(self, blocks: list, t_grp: np.ndarray, dist: np.ndarray, c_pre: np.ndarray,
-                   t_pre: np.ndarray) -> np.ndarray:
+    def _pre_match(
+        self, blocks: list, t_grp: np.ndarray, dist: np.ndarray, c_pre: np.ndarray, t_pre: np.ndarray
+    ) -> np.ndarray:
         """int_sends__outcomes_controls with pre-matching: the candidate pairs kept, per send
         the k = neighbours with the smallest distance^2 + pre_match_weight * ((y_pre_c -
         y_pre_t) / sd)^2 (sd: population sd of y_pre over the candidates of all sends at the
@@ -424,7 +446,7 @@ class Measurement:
         mean = np.bincount(t_grp, weights=c_pre) / np.maximum(cnt, 1)
         sd = np.sqrt(np.bincount(t_grp, weights=(c_pre - mean[t_grp]) ** 2) / np.maximum(cnt, 1))[t_grp]
         z = np.where(sd > 0, (c_pre - t_pre) / np.where(sd > 0, sd, 1.0), 0.0)
-        cost = dist ** 2 + self.pre_match_weight * z ** 2
+        cost = dist**2 + self.pre_match_weight * z**2
         keep = []
         for _, idx in blocks:
             # a stable sort of each row: ties keep the column order, the control_rank
@@ -461,7 +483,7 @@ class Measurement:
         tc = cell[tu]
         for c in np.unique(tc):
             rows = np.nonzero(tc == c)[0]
-            members = order[starts[tu[rows[0]]]:ends[tu[rows[0]]]]
+            members = order[starts[tu[rows[0]]] : ends[tu[rows[0]]]]
             if len(members) == 0:
                 continue
             sq = (z[tu[rows]][:, None, :] - z[members][None, :, :]) ** 2  # (S, C, 4)
@@ -516,12 +538,12 @@ class Measurement:
         same = np.r_[False, su[1:] == su[:-1]]
         g = np.r_[np.nan, (stt[1:] - stt[:-1]) / HOUR_US]
         gap[o] = np.where(same, g, np.nan)
-        self._actions = {"hour": hours, "gap": gap,
-                         "bucket": gap_bucket(gap, self.s.frequency_bucket_hours)}
+        self._actions = {"hour": hours, "gap": gap, "bucket": gap_bucket(gap, self.s.frequency_bucket_hours)}
         return self._actions
 
-    def action_outcomes(self, as_of_us: int, *, half_life_days: float | None = None,
-                        window_days: float | None = None) -> pl.DataFrame:
+    def action_outcomes(
+        self, as_of_us: int, *, half_life_days: float | None = None, window_days: float | None = None
+    ) -> pl.DataFrame:
         """marts.action_outcomes from the scored sends matured by as_of: user_id, action_set,
         action, successes, trials.  Harness-only forgetting (not in production): with
         ``half_life_days`` each send counts 2^(-age / half_life) (age from its maturity to
@@ -556,16 +578,38 @@ class Measurement:
         uid = np.array(self.user_ids, dtype=object)[u]
         parts = []
         for name, vals in frames:
-            df = pl.DataFrame({"user_id": uid.tolist(), "action_set": name,
-                               "action": [None if v is None else str(v) for v in vals],
-                               "r": r, "w": wt}, schema={"user_id": pl.String, "action_set": pl.String,
-                                                        "action": pl.String, "r": pl.Float64, "w": pl.Float64})
+            df = pl.DataFrame(
+                {
+                    "user_id": uid.tolist(),
+                    "action_set": name,
+                    "action": [None if v is None else str(v) for v in vals],
+                    "r": r,
+                    "w": wt,
+                },
+                schema={
+                    "user_id": pl.String,
+                    "action_set": pl.String,
+                    "action": pl.String,
+                    "r": pl.Float64,
+                    "w": pl.Float64,
+                },
+            )
             parts.append(df.filter(pl.col("action").is_not_null()))
         if not parts:
-            return pl.DataFrame(schema={"user_id": pl.String, "action_set": pl.String, "action": pl.String,
-                                        "successes": pl.Float64, "trials": pl.Float64})
-        return (pl.concat(parts).group_by("user_id", "action_set", "action")
-                .agg(successes=pl.col("r").sum(), trials=pl.col("w").sum()))
+            return pl.DataFrame(
+                schema={
+                    "user_id": pl.String,
+                    "action_set": pl.String,
+                    "action": pl.String,
+                    "successes": pl.Float64,
+                    "trials": pl.Float64,
+                }
+            )
+        return (
+            pl.concat(parts)
+            .group_by("user_id", "action_set", "action")
+            .agg(successes=pl.col("r").sum(), trials=pl.col("w").sum())
+        )
 
     def cells_frame(self) -> pl.DataFrame:
         f = self.features

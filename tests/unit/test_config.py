@@ -1,0 +1,67 @@
+"""One source of settings: config.py's Settings agree with dbt_project.yml and docs/settings.md,
+every var the SQL uses is declared, and a bad setting is refused with its bounds."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nudgeflow.config import NudgeflowError, Settings, load_settings, settings_table
+
+ROOT = Path(__file__).resolve().parents[2]
+DBT = ROOT / "dbt_project"
+
+
+def _dbt_vars() -> dict:
+    return yaml.safe_load((DBT / "dbt_project.yml").read_text())["vars"]
+
+
+def test_dbt_project_vars_are_the_settings_defaults():
+    declared = {k: v for k, v in _dbt_vars().items() if k != "as_of"}
+    assert declared == Settings().dbt_vars()  # same names, same defaults (72 == 72.0)
+
+
+def test_every_var_used_in_sql_is_declared():
+    used = set()
+    for path in [*DBT.rglob("*.sql"), *DBT.rglob("*.yml")]:
+        if "target" in path.parts or "dbt_packages" in path.parts:
+            continue
+        used |= set(re.findall(r"""(?<![\w.])var\(\s*['"](\w+)['"]""", path.read_text()))
+    assert used, "no var found: the pattern is wrong"
+    assert used - set(_dbt_vars()) == set()
+
+
+def test_docs_settings_is_generated_from_config():
+    text = (ROOT / "docs" / "settings.md").read_text()
+    assert settings_table() in text, "regenerate it: python -m nudgeflow.config > docs/settings.md"
+
+
+def _load(tmp_path, text: str):
+    (tmp_path / "nudgeflow.yml").write_text(text)
+    return load_settings(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("prior_max_strength: 0", "'prior_max_strength' out of bounds (>= 1), got 0.0"),
+        ("window_hours: .inf", "'window_hours' must be number (> 0)"),
+        ("max_sends_per_day: 2", "'max_sends_per_day' out of bounds (>= 0 and <= 1), got 2"),
+        ("send_hours: [8, 24]", "'send_hours' out of bounds (>= 0 and <= 23), got [8, 24]"),
+        ("neighbours: 2.5", "'neighbours' must be integer (>= 1), got 2.5"),
+        ("holdout_fraction: 1", "'holdout_fraction' out of bounds (>= 0 and < 1), got 1.0"),
+        ("control_pool: street", "'control_pool' out of bounds (one of cell, group), got 'street'"),
+        ("weight_horizon_days: 2", "'weight_horizon_days' must be longer than 'weight_window_hours'"),
+        ("goal_event: ''", "'goal_event' must be text"),
+    ],
+)
+def test_bad_settings_are_refused_with_their_bounds(tmp_path, text, message):
+    with pytest.raises(NudgeflowError) as err:
+        _load(tmp_path, text)
+    assert message in str(err.value)
+
+
+def test_fractional_hours_are_accepted(tmp_path):
+    s = _load(tmp_path, "window_hours: 36.5\nmin_hours_between_sends: 12.5\ngoal_weight: 2")
+    assert (s.window_hours, s.min_hours_between_sends, s.goal_weight) == (36.5, 12.5, 2.0)
