@@ -4,9 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 HOME_DIR ?= data/demo
+# sqlfluff's dbt templater compiles the project: any path and as-of time will do
+LINT_ENV := NUDGEFLOW_WAREHOUSE=$(CURDIR)/.lint.duckdb NUDGEFLOW_AS_OF="2026-01-20 00:00:00"
 
-.PHONY: install test demo bench clean
+.PHONY: install lint test demo bench clean
 
+# the product, its lab ([lab]: the policy harness's peers, plots) and the dev tools ([dev])
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -15,7 +18,12 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-test: install
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	cd dbt_project && $(LINT_ENV) ../$(VENV)/bin/sqlfluff lint models macros tests
+
+test: lint
 	$(PY) -m pytest -q
 
 demo: install
@@ -25,4 +33,4 @@ bench: install
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache .lint.duckdb
