@@ -49,9 +49,9 @@ def nudgeflow_daily():
         "files that break the contract go to `raw.quarantined_files` with a reason."
     )
     def ingest(ds=None) -> dict:
-        from nudgeflow.steps import step_ingest
+        from nudgeflow.steps import run_step
 
-        return step_ingest(_home(), _day(ds), print)
+        return run_step("ingest", _home(), _day(ds), progress=print)
 
     @task(
         doc_md="**Measure** (`dbt build`): event weights w_e (log-likelihood ratio), decayed "
@@ -59,42 +59,42 @@ def nudgeflow_daily():
         "effect, binarised reward, and successes/trials per (user, action)."
     )
     def measure(_ingested: dict, ds=None) -> dict:
-        from nudgeflow.steps import step_measure
+        from nudgeflow.steps import run_step
 
-        return step_measure(_home(), _day(ds), print)
+        return run_step("measure", _home(), _day(ds), progress=print)
 
     @task(
         doc_md="**Priors**: empirical-Bayes Beta prior per (behaviour cell, action) and the Beta "
         "posterior of every (user, action)."
     )
     def priors(_measured: dict, ds=None) -> dict:
-        from nudgeflow.steps import step_priors
+        from nudgeflow.steps import run_step
 
-        return step_priors(_home(), _day(ds), print)
+        return run_step("priors", _home(), _day(ds), progress=print)
 
     @task(doc_md="**Sample**: Thompson sampling, one draw per (user, action), keyed by (seed, date, user).")
     def sample(_priors: dict, ds=None) -> dict:
-        from nudgeflow.steps import step_sample
+        from nudgeflow.steps import run_step
 
-        return step_sample(_home(), _day(ds), print)
+        return run_step("sample", _home(), _day(ds), progress=print)
 
     @task(
         doc_md="**Match**: send hour, send-or-wait (frequency) and the eligible message closest to "
         "the sampled actions; propensity by resampling the posteriors."
     )
     def match(_sampled: dict, ds=None) -> dict:
-        from nudgeflow.steps import step_match
+        from nudgeflow.steps import run_step
 
-        return step_match(_home(), _day(ds), print)
+        return run_step("match", _home(), _day(ds), progress=print)
 
     @task(
         doc_md="**Schedule**: replace D's rows of `send_schedule` and its Parquet export "
         "`exports/send_schedule/date=D/part-0.parquet` (atomically)."
     )
     def schedule(_matched: dict, ds=None, run_id=None) -> dict:
-        from nudgeflow.steps import step_schedule
+        from nudgeflow.steps import run_step
 
-        return step_schedule(_home(), _day(ds), run_id, print)
+        return run_step("schedule", _home(), _day(ds), run_id, progress=print)
 
     schedule(match(sample(priors(measure(ingest())))))
 

@@ -64,13 +64,17 @@ def remeasure(
     """Rebuild the Measure step from scratch (dbt build --full-refresh): every send rescored,
     every event-weights date recomputed. Needed once after an upgrade that changes them."""
     from nudgeflow.config import as_of, load_settings
+    from nudgeflow.lock import home_lock
     from nudgeflow.steps.measure import dbt_build
+    from nudgeflow.warehouse import publish
 
     root = resolve_home(home)
     day = parse_date(date)
     settings = load_settings(root)
     started = time.perf_counter()
-    nodes = dbt_build(root, settings, as_of(day), _progress, full_refresh=True)
+    with home_lock(root, f"remeasure as of {day}", progress=_progress):
+        nodes = dbt_build(root, settings, as_of(day), _progress, full_refresh=True)
+        publish(root)
     _progress(f"remeasured as of {day}: {len(nodes)} dbt nodes in {time.perf_counter() - started:.1f}s")
 
 

@@ -26,7 +26,7 @@ def explain(home: Path, user_id: str, day: dt.date) -> dict:
     from nudgeflow.steps.match import build_options
 
     settings = load_settings(home)
-    with connect(home, read_only=True) as con:
+    with connect(home, published=True) as con:
         if not table_exists(con, "decide", "samples"):
             raise NudgeflowError("no decisions in this warehouse yet: run `nudgeflow run` first")
         frame = read(

@@ -13,8 +13,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from nudgeflow.config import NudgeflowError, load_settings, warehouse_path
+from nudgeflow.config import NudgeflowError, load_settings
 from nudgeflow.plugins import plugins
+from nudgeflow.warehouse import published_path
 
 Z95 = 1.959963984540054
 
@@ -44,7 +45,7 @@ def lift_figures(home: Path, days: int = 14) -> dict:
     settings = load_settings(home)
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
-    con.execute(f"attach '{warehouse_path(home)}' as wh (read_only)")
+    con.execute(f"attach '{published_path(home)}' as wh (read_only)")
     end = con.execute(f"select max(event_ts)::date + 1 from read_parquet('{_events_glob(home)}')").fetchall()[0][0]
     per_user = con.sql(
         f"""
@@ -84,7 +85,7 @@ def print_report(home: Path, days: int = 14) -> dict:
     console = Console()
     sections = [section for plugin in plugins() for section in plugin.report_sections(home)]
     f: dict = {}
-    if warehouse_path(home).exists():
+    if published_path(home).exists():
         f = lift_figures(home, days)
         table = Table(
             title=f"Per user over the {f['days']} days before {f['window_end']} "
@@ -107,7 +108,7 @@ def print_report(home: Path, days: int = 14) -> dict:
                 console.print(line, markup=False, highlight=False)
     elif not sections:
         raise NudgeflowError(
-            f"nothing to report in {home}: no warehouse.duckdb (run `nudgeflow run` or "
+            f"nothing to report in {home}: no published warehouse (run `nudgeflow run` or "
             "`nudgeflow demo`) and no evaluation (`nudgeflow evaluate ...`)"
         )
     else:

@@ -1,7 +1,10 @@
 """The warehouse edge: open `HOME/warehouse.duckdb`, read marts, write date partitions.
 
 DuckDB allows one writing process per file, so every step opens the file, does its work
-in one transaction and closes it; Airflow runs the steps one at a time (pool of one slot).
+in one transaction and closes it, holding the home's lock (nudgeflow/lock.py); Airflow runs
+the steps one at a time (pool of one slot). Readers (explain, report, BI) never open the
+live file: each run ends by publishing a copy, `HOME/published/warehouse.duckdb`, swapped
+atomically, which any number of read-only readers may hold open while the next run writes.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -17,12 +21,19 @@ import polars as pl
 from nudgeflow.config import NudgeflowError, warehouse_path
 
 
+def published_path(home: Path) -> Path:
+    """The read-only copy of the warehouse that the last run published."""
+    return Path(home) / "published" / "warehouse.duckdb"
+
+
 @contextlib.contextmanager
-def connect(home: Path, *, read_only: bool = False):
-    path = warehouse_path(home)
-    if read_only and not path.exists():
-        raise NudgeflowError(f"no warehouse at {path}: run `nudgeflow run` first")
-    con = duckdb.connect(str(path), read_only=read_only)
+def connect(home: Path, *, published: bool = False):
+    """The live warehouse (a writer: hold the home's lock), or with ``published`` the last
+    published copy, read-only."""
+    path = published_path(home) if published else warehouse_path(home)
+    if published and not path.exists():
+        raise NudgeflowError(f"no published warehouse at {path}: run `nudgeflow run` first")
+    con = duckdb.connect(str(path), read_only=published)
     try:
         con.execute("set TimeZone = 'UTC'")
         yield con
@@ -62,6 +73,18 @@ def replace_partition(
         raise
     finally:
         con.unregister("partition_rows")
+
+
+def publish(home: Path) -> Path:
+    """Copy the (closed) warehouse to HOME/published/warehouse.duckdb through a temporary
+    name and a rename: a reader sees the old copy or the new one, never a partial one, and a
+    reader holding the old copy open keeps reading it."""
+    target = published_path(home)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(warehouse_path(home), tmp)
+    os.replace(tmp, target)
+    return target
 
 
 def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 from nudgeflow.lab.simulate import create_world, deliver
 from nudgeflow.report import lift_figures
 from nudgeflow.steps import run, step_ingest, step_measure
+from nudgeflow.warehouse import publish
 
 START = dt.date(2026, 1, 5)
 HISTORY = 7
@@ -27,6 +28,7 @@ def world(tmp_path_factory):
     end = first + dt.timedelta(days=LOOP)
     step_ingest(home, end)
     step_measure(home, end)
+    publish(home)
     return home, first, results
 
 

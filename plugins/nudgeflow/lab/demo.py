@@ -128,7 +128,8 @@ def run_demo(
     from nudgeflow.lab.simulate import create_world, deliver
     from nudgeflow.report import print_report
     from nudgeflow.steps import run as run_day
-    from nudgeflow.steps import step_ingest, step_measure
+    from nudgeflow.steps import run_step
+    from nudgeflow.warehouse import publish
 
     home = Path(home)
     started = time.perf_counter()
@@ -154,8 +155,9 @@ def run_demo(
                 f"{time.perf_counter() - t0:.1f}s (total {time.perf_counter() - started:.0f}s)"
             )
     end = first + dt.timedelta(days=loop_days)
-    step_ingest(home, end)
-    step_measure(home, end)
+    run_step("ingest", home, end)
+    run_step("measure", home, end)
+    publish(home)  # the report reads the published copy
     figures = print_report(home, days=min(14, loop_days))
     progress(f"demo finished in {time.perf_counter() - started:.0f}s")
     return figures

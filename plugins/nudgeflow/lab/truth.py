@@ -11,18 +11,18 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from nudgeflow.config import warehouse_path
+from nudgeflow.warehouse import published_path
 
 
 def truth_figures(home: Path) -> dict:
     """Matured scored sends, the share whose estimated effect has the sign of the true one,
     and the correlation; {} for a home without simulated truth."""
     home = Path(home)
-    if not warehouse_path(home).exists():
+    if not published_path(home).exists():
         return {}
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
-    con.execute(f"attach '{warehouse_path(home)}' as wh (read_only)")
+    con.execute(f"attach '{published_path(home)}' as wh (read_only)")
     figures = {}
     truth = sorted((home / "truth").glob("send_effects*/*.parquet")) + sorted(
         (home / "truth").glob("send_effects*.parquet")

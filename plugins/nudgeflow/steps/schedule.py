@@ -1,4 +1,5 @@
-"""Step 5, schedule: D's rows of `send_schedule` in the warehouse and in its Parquet export."""
+"""Step 5, schedule: D's rows of `send_schedule` in the warehouse and in its Parquet export,
+then the published copy of the warehouse that readers use."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import polars as pl
 
 from nudgeflow import __version__
 from nudgeflow.steps.progress import Progress, say
-from nudgeflow.warehouse import connect, read, replace_partition, write_parquet_atomically
+from nudgeflow.warehouse import connect, publish, read, replace_partition, write_parquet_atomically
 
 POLICY = f"nudgeflow-agentic/{__version__}"
 
@@ -32,5 +33,6 @@ def step_schedule(home: Path, day: dt.date, run_id: str, progress: Progress = No
         replace_partition(con, "main.send_schedule", day, rows)
     path = export_path(home, day)
     write_parquet_atomically(rows, path)
-    say(progress, f"schedule: {rows.height} rows -> {path}")
+    snapshot = publish(home)
+    say(progress, f"schedule: {rows.height} rows -> {path}; published {snapshot}")
     return {"rows": rows.height, "export": str(path)}
