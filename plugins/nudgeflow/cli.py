@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from nudgeflow.config import NudgeflowError, parse_date, resolve_home
 
@@ -20,17 +21,36 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
+
+def _usage_errors() -> tuple[type, ...]:
+    """click's usage errors, and typer's vendored copies of them (typer >= 0.20 raises these)."""
+    import click
+
+    found = [click.exceptions.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+
+        found.append(VendoredClickException)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+USAGE_ERRORS = _usage_errors()
 HomeOption = typer.Option(None, "--home", help="Home folder (default: $NUDGEFLOW_HOME, else ./data).")
 
 
-def _fail(message: str) -> None:
-    """One line on stderr, no traceback, exit status 1."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise SystemExit(1)
+def _fail(message: str, code: int = 1) -> None:
+    """One line on stderr, no traceback, exit status ``code``; the message is printed
+    literally (a path or a label like ``[/x]`` is not markup)."""
+    console.print(Text.assemble(("error: ", "bold red"), str(message)), highlight=False, soft_wrap=True)
+    raise SystemExit(code)
 
 
 def _progress(message: str) -> None:
-    console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {message}", highlight=False, soft_wrap=True)
+    console.print(
+        Text.assemble((f"{dt.datetime.now():%H:%M:%S} ", "dim"), str(message)), highlight=False, soft_wrap=True
+    )
 
 
 @app.command()
@@ -122,13 +142,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(130)
-    except Exception as exc:  # click usage errors are printed by click itself
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except USAGE_ERRORS as exc:  # a missing or unknown option or command, a value of the wrong type
+        command = f"nudgeflow {exc.ctx.info_name} --help" if getattr(exc, "ctx", None) else "nudgeflow --help"
+        command = command.replace("nudgeflow nudgeflow", "nudgeflow")
+        _fail(f"{exc.format_message()} (see `{command}`)", code=2)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ instant in [D, D+1):
 * the user consents to the message's channel and the message is allowed in the user's
   country (``reachable``, per user and message);
 * the message is active and inside [valid_from, valid_to);
-* the same message was not sent to the user in the last ``min_days_before_repeat`` days;
-* at least ``min_hours_between_sends`` have passed since the user's last send;
+* the same message was not sent to the user in the last ``min_days_before_repeat`` days, and
+  is not scheduled for the user in the next ``min_days_before_repeat`` days (a backfill
+  planned before later dates);
+* at least ``min_hours_between_sends`` have passed since the user's last send, and remain
+  until the user's next scheduled send;
 * the local hour is one of ``send_hours`` and occurs on D (``send_at`` is not NaT);
 * ``max_sends_per_day`` is at least 1.
 
@@ -87,17 +90,24 @@ def eligibility(
     valid_from_s: np.ndarray,
     valid_to_s: np.ndarray,
     rules: Rules,
+    next_send_s: np.ndarray | None = None,
+    next_message_s: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """eligible (U, M, H) and gap_hours (U, H), the hours since the user's last send at each
     candidate instant (NaN: never sent).
 
     send_at_s (U, H), last_send_s (U,), last_message_s (U, M), reachable (U, M) bool,
-    active / valid_from_s / valid_to_s (M,)."""
+    active / valid_from_s / valid_to_s (M,); next_send_s (U,) and next_message_s (U, M): the
+    user's first send scheduled after D (None or NaN: none)."""
     gap_hours = (send_at_s - last_send_s[:, None]) / 3600.0
     spacing_ok = ~np.isnan(send_at_s) & ~(gap_hours < rules.min_hours_between_sends)
+    if next_send_s is not None:
+        spacing_ok &= ~((next_send_s[:, None] - send_at_s) / 3600.0 < rules.min_hours_between_sends)
     t = send_at_s[:, None, :]
     valid = active[None, :, None] & ~(t < valid_from_s[None, :, None]) & ~(t >= valid_to_s[None, :, None])
     repeat_ok = ~(t - last_message_s[:, :, None] < rules.min_days_before_repeat * 86400.0)
+    if next_message_s is not None:
+        repeat_ok &= ~(next_message_s[:, :, None] - t < rules.min_days_before_repeat * 86400.0)
     eligible = reachable[:, :, None] & valid & repeat_ok & spacing_ok[:, None, :]
     if rules.max_sends_per_day < 1:
         eligible[:] = False

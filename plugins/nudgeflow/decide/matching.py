@@ -108,6 +108,9 @@ def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np
     (-1 where nothing is sent).
     """
     n_users = opts.eligible.shape[0]
+    if opts.eligible.shape[1] == 0:  # an empty catalogue: nothing to send
+        nothing = np.zeros(theta.shape[:-1], dtype=bool)
+        return nothing, np.full(nothing.shape, -1), np.full(nothing.shape, -1)
     users = np.arange(n_users)
     feasible = opts.eligible.any(axis=1)  # (U, H)
     theta_hour = np.where(feasible, theta[..., opts.hour_actions], -np.inf)

@@ -21,6 +21,16 @@ from nudgeflow.decide.matching import Options, decide, propensity
 from nudgeflow.steps.progress import Progress, say
 from nudgeflow.warehouse import connect, read, replace_partition, table_exists
 
+CHOICES_SCHEMA = {
+    "schedule_date": pl.Date,
+    "user_id": pl.String,
+    "message_id": pl.String,
+    "channel": pl.String,
+    "send_at": pl.Datetime("us"),
+    "actions": pl.String,
+    "propensity": pl.Float64,
+}
+
 
 def _history(con, day: dt.date, settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Last send per user and last send per (user, message), landed before D or scheduled for dates before D."""
@@ -54,6 +64,46 @@ def _history(con, day: dt.date, settings: Settings) -> tuple[pl.DataFrame, pl.Da
     return last_user, last_message
 
 
+def _scheduled_after(con, day: dt.date, settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """First send per user and per (user, message) already scheduled for dates after D, within
+    the repeat horizon: a backfill must keep the rules with the schedules of later dates."""
+    empty = pl.DataFrame(schema={"user_id": pl.String, "message_id": pl.String, "sent_ts": pl.Datetime("us")})
+    later = empty
+    if table_exists(con, "main", "send_schedule"):
+        later = read(
+            con,
+            "select user_id, message_id, send_at as sent_ts from send_schedule "
+            "where schedule_date > ? and schedule_date <= ?",
+            [day, day + dt.timedelta(days=settings.min_days_before_repeat + 1)],
+        ).with_columns(pl.col("sent_ts").cast(pl.Datetime("us")))
+    first_user = later.group_by("user_id").agg(pl.col("sent_ts").min())
+    first_message = later.group_by("user_id", "message_id").agg(pl.col("sent_ts").min())
+    return first_user, first_message
+
+
+def _index_frame(key: str, values: list[str], index: str) -> pl.DataFrame:
+    """values with their positions: a join instead of a dict lookup (typed when empty)."""
+    return pl.DataFrame({key: values, index: np.arange(len(values))}, schema={key: pl.String, index: pl.Int64})
+
+
+def _per_user(times: pl.DataFrame, users: pl.DataFrame) -> np.ndarray:
+    """(U,) epoch seconds of ``times`` (user_id, sent_ts) for the users' rows ``u``, NaN if none."""
+    out = np.full(users.height, np.nan)
+    j = users.select("user_id", "u").join(times, on="user_id")
+    out[j["u"].to_numpy()] = j["sent_ts"].dt.epoch("s").to_numpy().astype(float)
+    return out
+
+
+def _per_user_message(times: pl.DataFrame, users: pl.DataFrame, m_index: dict) -> np.ndarray:
+    """(U, M) epoch seconds of ``times`` (user_id, message_id, sent_ts), NaN if none."""
+    out = np.full((users.height, len(m_index)), np.nan)
+    j = times.join(users.select("user_id", "u"), on="user_id").join(
+        _index_frame("message_id", list(m_index), "m"), on="message_id"
+    )
+    out[j["u"].to_numpy(), j["m"].to_numpy()] = j["sent_ts"].dt.epoch("s").to_numpy().astype(float)
+    return out
+
+
 def _epoch_s(frame: pl.DataFrame, col: str) -> np.ndarray:
     return frame[col].cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Float64).fill_null(np.nan).to_numpy()
 
@@ -64,7 +114,7 @@ def build_options(
     """The options of D for these users from the marts: their eligibility of every
     (user, message, hour) and the action indices. Returns (options, catalogue, label sets)."""
     n_u = len(user_ids)
-    users = pl.DataFrame({"user_id": user_ids, "u": np.arange(n_u)}).join(
+    users = _index_frame("user_id", user_ids, "u").join(
         read(con, "select user_id, timezone, country from marts.user_features"), on="user_id", how="left"
     )
     catalogue = read(
@@ -83,19 +133,12 @@ def build_options(
     send_at, t = send_instants(day, users["timezone"].fill_null("UTC").to_list(), settings.send_hours)
 
     last_user, last_message = _history(con, day, settings)
-    last = np.full(n_u, np.nan)
-    lu = users.select("user_id", "u").join(last_user, on="user_id")
-    last[lu["u"].to_numpy()] = lu["sent_ts"].dt.epoch("s").to_numpy().astype(float)
-    last_msg = np.full((n_u, len(m_ids)), np.nan)
-    lm = last_message.join(users.select("user_id", "u"), on="user_id").filter(pl.col("message_id").is_in(m_ids))
-    last_msg[lm["u"].to_numpy(), lm["message_id"].replace_strict(m_index).to_numpy()] = (
-        lm["sent_ts"].dt.epoch("s").to_numpy().astype(float)
-    )
+    next_user, next_message = _scheduled_after(con, day, settings)
 
     consents = read(con, "select user_id, channel from marts.consents_current where opted_in")
     consent = np.zeros((n_u, len(m_ids)), dtype=bool)
     cm = consents.join(users.select("user_id", "u"), on="user_id").join(
-        catalogue.select("message_id", "channel").with_columns(m=pl.col("message_id").replace_strict(m_index)),
+        catalogue.select("message_id", "channel").join(_index_frame("message_id", m_ids, "m"), on="message_id"),
         on="channel",
     )
     consent[cm["u"].to_numpy(), cm["m"].to_numpy()] = True
@@ -103,13 +146,15 @@ def build_options(
 
     eligible, gap_hours = eligibility(
         t,
-        last,
-        last_msg,
+        _per_user(last_user, users),
+        _per_user_message(last_message, users, m_index),
         reachable,
         catalogue["active"].fill_null(True).to_numpy(),
         _epoch_s(catalogue, "valid_from"),
         _epoch_s(catalogue, "valid_to"),
         Rules.of(settings),
+        next_send_s=_per_user(next_user, users),
+        next_message_s=_per_user_message(next_message, users, m_index),
     )
     opts = Options.build(
         actions, settings.send_hours, settings.frequency_bucket_hours, msg_actions, send_at, eligible, gap_hours
@@ -130,6 +175,10 @@ def step_match(home: Path, day: dt.date, progress: Progress = None) -> dict:
             [day],
         )
         theta, alpha, beta, user_ids, actions = dense(frame, "theta", "alpha", "beta")
+        if not user_ids:  # an empty home, or a date before any user is known
+            replace_partition(con, "decide.choices", day, pl.DataFrame(schema=CHOICES_SCHEMA))
+            say(progress, "match: no candidate users (none known, or all in the holdout): nothing to send")
+            return {"sends": 0, "waiting": 0}
         opts, catalogue, label_sets = build_options(con, day, settings, user_ids, actions)
         send, hour, message = decide(theta, opts)
         rng = np.random.default_rng([settings.seed, day.toordinal(), 1])
@@ -161,15 +210,7 @@ def step_match(home: Path, day: dt.date, progress: Progress = None) -> dict:
                 "actions": actions_json,
                 "propensity": prop[chosen],
             },
-            schema={
-                "schedule_date": pl.Date,
-                "user_id": pl.String,
-                "message_id": pl.String,
-                "channel": pl.String,
-                "send_at": pl.Datetime("us"),
-                "actions": pl.String,
-                "propensity": pl.Float64,
-            },
+            schema=CHOICES_SCHEMA,
         )
         replace_partition(con, "decide.choices", day, choices)
     waiting = int((opts.eligible.any(axis=(1, 2)) & ~send).sum())

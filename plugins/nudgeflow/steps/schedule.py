@@ -9,6 +9,8 @@ from pathlib import Path
 import polars as pl
 
 from nudgeflow import __version__
+from nudgeflow.config import NudgeflowError, load_settings
+from nudgeflow.guardrails import violations
 from nudgeflow.steps.progress import Progress, say
 from nudgeflow.warehouse import connect, publish, read, replace_partition, write_parquet_atomically
 
@@ -22,7 +24,17 @@ def export_path(home: Path, day: dt.date) -> Path:
 
 def step_schedule(home: Path, day: dt.date, run_id: str, progress: Progress = None) -> dict:
     """Write D's rows of `send_schedule` and replace its Parquet export atomically."""
+    settings = load_settings(home)
     with connect(home) as con:
+        broken = violations(con, day, settings)
+        if broken.height:
+            counts = ", ".join(f"{r} {n}" for r, n in broken.group_by("rule").len().sort("rule").iter_rows())
+            first = broken.row(0, named=True)
+            raise NudgeflowError(
+                f"refusing to export the schedule of {day}: {broken['user_id'].n_unique()} row(s) break the "
+                f"contract's rules ({counts}); e.g. user {first['user_id']!r}, message {first['message_id']!r} "
+                f"at {first['send_at']}: {first['rule']}. The previous export is unchanged."
+            )
         rows = read(
             con,
             "select schedule_date, user_id, message_id, channel, send_at, actions, propensity "
