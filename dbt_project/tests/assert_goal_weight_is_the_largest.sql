@@ -13,7 +13,8 @@ with per_date as (
 
 select *
 from per_date
-where goal_rows != 1
+where
+    goal_rows != 1
     or abs(goal_weight - greatest(1.0, coalesce(best_proxy, 1.0))) > 1e-12
 {%- else %}
 select 1 as ok where false

@@ -24,8 +24,8 @@ in_windows as (
         events.event_ts
     from events
     inner join bounds
-        on events.event_ts >= bounds.first_ts
-        and events.event_ts < bounds.last_ts
+        on bounds.first_ts <= events.event_ts
+        and bounds.last_ts > events.event_ts
 )
 
 select * from in_windows

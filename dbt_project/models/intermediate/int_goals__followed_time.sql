@@ -10,7 +10,8 @@ with goals as (
         user_id,
         event_ts as goal_ts
     from {{ ref('stg_raw__events') }}
-    where event_name = '{{ var("goal_event") }}'
+    where
+        event_name = '{{ var("goal_event") }}'
         and event_ts < {{ as_of() }}
 ),
 

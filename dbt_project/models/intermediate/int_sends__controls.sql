@@ -42,8 +42,8 @@ sends_by_user as (
         list(epoch_us(sends.sent_ts)) as sent_us
     from {{ ref('stg_raw__sends') }} as sends
     inner join batch_span
-        on sends.sent_ts >= batch_span.first_ts
-        and sends.sent_ts < batch_span.last_ts
+        on batch_span.first_ts <= sends.sent_ts
+        and batch_span.last_ts > sends.sent_ts
     group by sends.user_id
 ),
 
@@ -73,11 +73,13 @@ candidates as (
         and control.user_id <> to_score.user_id
     left join sends_by_user
         on sends_by_user.user_id = control.user_id
-    where sends_by_user.sent_us is null
+    where
+        sends_by_user.sent_us is null
+        -- RF02 is silenced below: it takes the lambda parameter s for a column
         or not list_bool_or(list_transform(
             sends_by_user.sent_us,
-            lambda s: s >= to_score.sent_us - {{ (var('window_hours') * 3600000000) | int }}
-                and s < to_score.sent_us + {{ (var('window_hours') * 3600000000) | int }}
+            lambda s: s >= to_score.sent_us - {{ (var('window_hours') * 3600000000) | int }}  -- noqa: RF02
+            and s < to_score.sent_us + {{ (var('window_hours') * 3600000000) | int }}  -- noqa: RF02
         ))
 ),
 

@@ -25,8 +25,10 @@ with_weights_date as (
     select
         *,
         least(
-            case when matured_at = date_trunc('day', matured_at) then matured_at
-                 else date_trunc('day', matured_at) + interval 1 day end,
+            case
+                when matured_at = date_trunc('day', matured_at) then matured_at
+                else date_trunc('day', matured_at) + interval 1 day
+            end,
             {{ as_of() }}
         ) as weights_as_of
     from windows

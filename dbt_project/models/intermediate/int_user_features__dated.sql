@@ -46,7 +46,9 @@ user_days as (
         count(*) filter (where event_name = '{{ var("goal_event") }}') as n_goal,
         max(event_ts) as last_event_ts
     from events
-    where event_ts >= (select min(feature_date) from feature_dates) - interval {{ feature_days }} day
+    where
+        event_ts >= (select min(feature_dates.feature_date) from feature_dates)
+        - interval {{ feature_days }} day
     group by user_id, date_trunc('day', event_ts)
 ),
 
@@ -66,15 +68,27 @@ activity as (
 ),
 
 first_seen as (
-    select user_id, min(event_ts) as first_seen_ts from events group by user_id
+    select
+        user_id,
+        min(event_ts) as first_seen_ts
+    from events
+    group by user_id
 ),
 
 known_users as (
-    select feature_dates.feature_date, listed.user_id
-    from (select user_id from users union select user_id from consents) as listed
+    select
+        feature_dates.feature_date,
+        listed.user_id
+    from (
+        select user_id from users
+        union
+        select user_id from consents
+    ) as listed
     cross join feature_dates
     union
-    select feature_dates.feature_date, first_seen.user_id
+    select
+        feature_dates.feature_date,
+        first_seen.user_id
     from feature_dates
     inner join first_seen
         on first_seen.first_seen_ts < feature_dates.feature_date
@@ -103,7 +117,10 @@ features as (
         coalesce(activity.n_goal_28d, 0) as n_goal_28d,
         coalesce(activity.active_days_28d, 0) as active_days_28d,
         coalesce(
-            least({{ hours_between('activity.last_event_ts', 'known_users.feature_date') }} / 24.0, {{ feature_days }}),
+            least(
+                {{ hours_between('activity.last_event_ts', 'known_users.feature_date') }} / 24.0,
+                {{ feature_days }}
+            ),
             {{ feature_days }}
         ) as days_since_last_event,
         last_sends.last_sent_ts
@@ -125,7 +142,12 @@ timezone_offsets as (
         cast(round(
             {{ hours_between('feature_date', "timezone(timezone, cast(feature_date as timestamptz))") }} * 60
         ) as integer) as utc_offset_minutes
-    from (select distinct feature_date, timezone from features)
+    from (
+        select distinct
+            feature_date,
+            timezone
+        from features
+    )
 ),
 
 standardised as (
@@ -144,10 +166,12 @@ standardised as (
             0.0
         ) as {{ name }},
         {%- endfor %}
-        count(*) over (partition by features.feature_date, utc_offset_minutes, n_goal_28d > 0) as group_size,
+        count(*) over (
+            partition by features.feature_date, timezone_offsets.utc_offset_minutes, features.n_goal_28d > 0
+        ) as group_size,
         row_number() over (
-            partition by features.feature_date, utc_offset_minutes, n_goal_28d > 0
-            order by n_events_28d, active_days_28d, user_hash, features.user_id
+            partition by features.feature_date, timezone_offsets.utc_offset_minutes, features.n_goal_28d > 0
+            order by features.n_events_28d, features.active_days_28d, features.user_hash, features.user_id
         ) as activity_rank
     from features
     inner join timezone_offsets

@@ -8,10 +8,10 @@ with send_actions as (
     select
         *,
         {%- if half_life > 0 %}
-        pow(2.0, -{{ hours_between('matured_at', as_of()) }} / 24.0 / {{ half_life }}) as evidence_weight
+        pow(2.0, -{{ hours_between('matured_at', as_of()) }} / 24.0 / {{ half_life }})
         {%- else %}
-        1.0 as evidence_weight
-        {%- endif %}
+        1.0
+        {%- endif %} as evidence_weight
     from {{ ref('send_actions') }}
     where is_scored
 ),

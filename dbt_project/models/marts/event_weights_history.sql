@@ -10,9 +10,9 @@
 -- P(e | Goal) is the probability of observing e in a moment that a goal event follows within
 -- weight_window_hours, P(e | no Goal) in a moment that none follows: e's rate per hour in the
 -- user's followed time (int_goals__followed_time, F_u hours of the horizon) and in the rest
--- (T - F_u hours; the per-user strata: macro event_weight_strata). Their ratio is estimated within users and pooled over users by
--- Mantel-Haenszel, so that users who are simply more active (more goals and more of every
--- event) do not make every event look predictive:
+-- (T - F_u hours; the per-user strata: macro event_weight_strata). Their ratio is estimated
+-- within users and pooled over users by Mantel-Haenszel, so that users who are simply more
+-- active (more goals and more of every event) do not make every event look predictive:
 --   ratio_e = sum_u a_ue (T - F_u) / T  /  sum_u b_ue F_u / T
 -- a_ue, b_ue = the user's events e that are / are not followed, with 0.5 added to the
 -- numerator and the denominator (an event name with no evidence weighs ln(1) = 0).
@@ -62,9 +62,15 @@ counts as (
 ),
 
 names as (
-    select weights_as_of, event_name from counts
+    select
+        weights_as_of,
+        event_name
+    from counts
     union
-    select weights_as_of, '{{ var("goal_event") }}' as event_name from new_dates
+    select
+        weights_as_of,
+        '{{ var("goal_event") }}' as event_name
+    from new_dates
 ),
 
 ratios as (
@@ -100,8 +106,12 @@ weights as (
             {%- if var('goal_weight', none) is not none %}
             else cast({{ var('goal_weight') }} as double)
             {%- else %}
-            else greatest(1.0, coalesce(max(case when not ratios.is_goal then ratios.llr end)
-                over (partition by ratios.weights_as_of), 1.0))
+            else
+                greatest(1.0, coalesce(
+                    max(case when not ratios.is_goal then ratios.llr end)
+                        over (partition by ratios.weights_as_of),
+                    1.0
+                ))
             {%- endif %}
         end as weight
     from ratios

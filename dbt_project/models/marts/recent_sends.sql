@@ -1,7 +1,7 @@
 -- Sends in the min_days_before_repeat days before as_of, for the no-repeat rule.
 with sends as (
     select * from {{ ref('stg_raw__sends') }}
-    where sent_ts >= {{ as_of() }} - interval ({{ var('min_days_before_repeat') }}) day
+    where sent_ts >= {{ as_of() }} - interval {{ var('min_days_before_repeat') }} day
 ),
 
 final as (

@@ -21,11 +21,23 @@ labels as (
 ),
 
 long_actions as (
-    select send_id, 'channel' as action_set, channel as action from actions
+    select
+        send_id,
+        'channel' as action_set,
+        channel as action
+    from actions
     union all
-    select send_id, 'send_hour' as action_set, send_hour as action from actions
+    select
+        send_id,
+        'send_hour' as action_set,
+        send_hour as action
+    from actions
     union all
-    select send_id, 'frequency' as action_set, frequency as action from actions
+    select
+        send_id,
+        'frequency' as action_set,
+        frequency as action
+    from actions
     union all
     select
         actions.send_id,

@@ -2,7 +2,8 @@
 -- the last landed, by _file, _row).
 with consents as (
     select * from {{ ref('base_raw__consents') }}
-    where reject_reason is null
+    where
+        reject_reason is null
         and updated_ts < {{ as_of() }}
 ),
 

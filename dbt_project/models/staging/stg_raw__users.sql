@@ -3,7 +3,8 @@
 -- then the last landed (by _file, _row).
 with users as (
     select * from {{ ref('base_raw__users') }}
-    where reject_reason is null
+    where
+        reject_reason is null
         and (updated_ts is null or updated_ts < {{ as_of() }})
 ),
 

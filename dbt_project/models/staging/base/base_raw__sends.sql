@@ -42,7 +42,7 @@ accepted_before as (
 
 checked as (
     select
-        renamed.* exclude (violation),
+        renamed.* exclude (violation),  -- a column of renamed -- noqa: RF02
         coalesce(
             renamed.violation,
             case
