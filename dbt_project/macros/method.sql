@@ -1,6 +1,6 @@
 {#- Building blocks of the method, written once and used by several models. -#}
 
-{#- The as-of time of the run: only data timestamped strictly before it is used. measure.py
+{#- The as-of time of the run: only data timestamped strictly before it is used. plugins/nudgeflow/steps/measure.py
     passes it in the environment variable NUDGEFLOW_AS_OF (a var that changes every day would
     make dbt re-parse the whole project on every run); `--vars '{as_of: ...}'` overrides it. -#}
 {% macro as_of() -%}
@@ -9,6 +9,12 @@
         {{ exceptions.raise_compiler_error("as_of is not set: pass NUDGEFLOW_AS_OF or --vars '{as_of: ...}'") }}
     {%- endif -%}
     cast('{{ value }}' as timestamp)
+{%- endmacro %}
+
+{#- A text setting as a SQL string literal: quotes doubled, so a value is data, never SQL.
+    (Python passes text vars inside raw blocks, so they are never rendered as Jinja either.) -#}
+{% macro sql_text(value) -%}
+    '{{ value | string | replace("'", "''") }}'
 {%- endmacro %}
 
 {#- An interval of (possibly fractional) hours. -#}
@@ -28,7 +34,7 @@
 {%- endmacro %}
 
 {#- The frequency buckets of the frequency_bucket_hours edges, shortest first: for [36, 84, 180]
-    '<36h', '36-84h', '84-180h', '>=180h' (as plugins/nudgeflow/matching.py names them). -#}
+    '<36h', '36-84h', '84-180h', '>=180h' (as plugins/nudgeflow/decide/action_space.py names them). -#}
 {% macro frequency_bucket_labels() -%}
     {%- set edges = var('frequency_bucket_hours') | map('int') | list -%}
     {%- set labels = ['<' ~ edges[0] ~ 'h'] -%}

@@ -175,10 +175,23 @@ class Settings:
     def dbt_vars(self) -> dict:
         """The dbt vars: every setting dbt reads (the as-of time goes in $NUDGEFLOW_AS_OF, so
         that dbt's partial parsing survives from one day to the next)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.metadata["dbt"]}
+        return {name: _dbt_value(getattr(self, name)) for name in self.dbt_names()}
+
+    @classmethod
+    def dbt_names(cls) -> list[str]:
+        """The settings that dbt reads (as vars)."""
+        return [f.name for f in fields(cls) if f.metadata["dbt"]]
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _dbt_value(value):
+    """A setting as a dbt var: text inside Jinja raw blocks, since dbt renders the values of
+    --vars as templates (`{{ 7*7 }}` would become 49); SQL quoting is the macro sql_text's."""
+    if isinstance(value, str):
+        return "{% raw %}" + value.replace("{%", "{% endraw %}{{ '{' ~ '%' }}{% raw %}") + "{% endraw %}"
+    return _plain(value)
 
 
 def _plain(value):

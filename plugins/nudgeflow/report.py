@@ -1,7 +1,7 @@
 """The report on a home: did the agentic group earn more goal events than the holdout?
 
-Reads the landed events (what really happened) and the warehouse's user features (who is in
-the holdout). Plugins (the lab, for simulated homes) add lines and sections: the
+Reads the published warehouse: its events (what really happened, typed and deduplicated)
+and user features (who is in the holdout). Plugins (the lab, for simulated homes) add lines and sections: the
 simulator's truth and the last evaluations. Never used by the daily run itself.
 """
 
@@ -25,54 +25,69 @@ def mean_ci(values: pl.Series) -> tuple[float, float, float]:
     n = values.len()
     mean = float(values.mean()) if n else math.nan
     se = float(values.std()) / math.sqrt(n) if n > 1 else math.nan
-    return mean, mean - Z95 * se, mean + Z95 * se
+    return mean, mean - Z95 * se, mean + Z95 * se  # NaN bounds with fewer than two users
 
 
 def diff_ci(a: pl.Series, b: pl.Series) -> tuple[float, float, float]:
     """Difference of means a - b with its 95% Welch (normal) interval."""
+    if a.len() < 2 or b.len() < 2:  # no interval without two users a side
+        d = float(a.mean()) - float(b.mean()) if a.len() and b.len() else math.nan
+        return d, math.nan, math.nan
     d = float(a.mean()) - float(b.mean())
     se = math.sqrt(float(a.var()) / a.len() + float(b.var()) / b.len())
     return d, d - Z95 * se, d + Z95 * se
 
 
-def _events_glob(home: Path) -> str:
-    return str(Path(home) / "landing" / "events" / "*.parquet")
-
-
 def lift_figures(home: Path, days: int = 14) -> dict:
-    """Per-user goal events and GMV over the last `days` days of landed events, agentic vs holdout."""
+    """Per-user goal events and GMV over the last `days` days of the events the last run saw
+    (the published warehouse's typed, deduplicated events, whatever the landed format),
+    agentic vs holdout."""
     home = Path(home)
     settings = load_settings(home)
     con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    con.execute(f"attach '{published_path(home)}' as wh (read_only)")
-    end = con.execute(f"select max(event_ts)::date + 1 from read_parquet('{_events_glob(home)}')").fetchall()[0][0]
-    per_user = con.sql(
-        f"""
-        with window_events as (
-            select user_id, value
-            from read_parquet('{_events_glob(home)}')
-            where event_name = ? and event_ts >= ?::date - ?::int and event_ts < ?::date
-        )
-        select u.user_id, u.is_holdout,
-               count(e.user_id)::double as goal_events,
-               coalesce(sum(e.value), 0)::double as gmv
-        from wh.marts.user_features as u
-        left join window_events as e using (user_id)
-        group by all
-        """,
-        params=[settings.goal_event, end, days, end],
-    ).pl()
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        con.execute(f"attach '{published_path(home)}' as wh (read_only)")
+        end, n_goal = con.execute(
+            "select max(event_ts)::date + 1, count(*) filter (where event_name = ?) from wh.staging.stg_raw__events",
+            [settings.goal_event],
+        ).fetchall()[0]
+        if end is None:
+            raise NudgeflowError(f"no events in {home} yet: nothing to report")
+        per_user = con.sql(
+            """
+            with window_events as (
+                select user_id, value
+                from wh.staging.stg_raw__events
+                where event_name = $goal and event_ts >= $end::date - $days::int and event_ts < $end::date
+            )
+            select u.user_id, u.is_holdout,
+                   count(e.user_id)::double as goal_events,
+                   coalesce(sum(e.value), 0)::double as gmv
+            from wh.marts.user_features as u
+            left join window_events as e using (user_id)
+            group by all
+            """,
+            params={"goal": settings.goal_event, "end": end, "days": days},
+        ).pl()
+    finally:
+        con.close()
     agentic = per_user.filter(~pl.col("is_holdout"))
     holdout = per_user.filter(pl.col("is_holdout"))
-    figures = {"window_end": str(end), "days": days, "users_agentic": agentic.height, "users_holdout": holdout.height}
+    figures = {
+        "window_end": str(end),
+        "days": days,
+        "users_agentic": agentic.height,
+        "users_holdout": holdout.height,
+        "goal_event": settings.goal_event,
+        "goal_events_landed": n_goal,
+    }
     for metric in ("goal_events", "gmv"):
         figures[metric] = {
             "agentic": mean_ci(agentic[metric]),
             "holdout": mean_ci(holdout[metric]),
             "difference": diff_ci(agentic[metric], holdout[metric]),
         }
-    con.close()
     return figures
 
 
@@ -87,6 +102,13 @@ def print_report(home: Path, days: int = 14) -> dict:
     f: dict = {}
     if published_path(home).exists():
         f = lift_figures(home, days)
+        if f["goal_events_landed"] == 0:
+            console.print(
+                f"warning: the goal event {f['goal_event']!r} occurs in none of the landed events "
+                "(check goal_event in nudgeflow.yml)",
+                markup=False,
+                highlight=False,
+            )
         table = Table(
             title=f"Per user over the {f['days']} days before {f['window_end']} "
             f"(agentic n={f['users_agentic']}, holdout n={f['users_holdout']}), 95% CI"

@@ -19,7 +19,19 @@ def _dbt_vars() -> dict:
 
 def test_dbt_project_vars_are_the_settings_defaults():
     declared = {k: v for k, v in _dbt_vars().items() if k != "as_of"}
-    assert declared == Settings().dbt_vars()  # same names, same defaults (72 == 72.0)
+    defaults = Settings().as_dict()
+    assert declared == {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items() if k in declared}
+    assert sorted(declared) == sorted(Settings.dbt_names())  # same names, same defaults (72 == 72.0)
+
+
+def test_text_settings_reach_dbt_as_raw_text():
+    """dbt renders --vars as Jinja: a text setting travels inside raw blocks (and the SQL
+    quotes it with the macro sql_text), so it is data, never template or SQL."""
+    import jinja2
+
+    for text in ("purchase", "{{ 7*7 }}", "app'open", "{% if x %}y{% endif %}", "a{%b", "{% endraw %}"):
+        wrapped = Settings(goal_event=text).dbt_vars()["goal_event"]
+        assert jinja2.Environment().from_string(wrapped).render() == text
 
 
 def test_every_var_used_in_sql_is_declared():

@@ -1,3 +1,4 @@
+-- The method, explained once: docs block method_action_outcomes (models/method.md).
 -- Step 4: the evidence of each (user, action) for the Beta-Bernoulli posteriors: over the
 -- user's scored sends matured by as_of that took the action, successes = sum of rewards and
 -- trials = number of sends; and the same with forgetting, each send weighted by

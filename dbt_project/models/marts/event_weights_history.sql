@@ -3,6 +3,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
 ) }}
+-- The method, explained once: docs block method_event_weights (models/method.md).
 -- Step 1: w_e = ln(P(e | Goal) / P(e | no Goal)) per event name and weights date d, over the
 -- events of d's rolling horizon, event_ts in [d - weight_horizon_days, d - weight_window_hours)
 -- (int_events__goal_followed), T long.
@@ -69,7 +70,7 @@ names as (
     union
     select
         weights_as_of,
-        '{{ var("goal_event") }}' as event_name
+        {{ sql_text(var('goal_event')) }} as event_name
     from new_dates
 ),
 
@@ -77,7 +78,7 @@ ratios as (
     select
         names.weights_as_of,
         names.event_name,
-        names.event_name = '{{ var("goal_event") }}' as is_goal,
+        names.event_name = {{ sql_text(var('goal_event')) }} as is_goal,
         coalesce(counts.n_events, 0) as n_events,
         coalesce(counts.n_followed, 0) as n_followed,
         coalesce(counts.n_not_followed, 0) as n_not_followed,

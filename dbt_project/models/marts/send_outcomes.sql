@@ -3,6 +3,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
 ) }}
+-- The method, explained once: docs block method_treatment_effect (models/method.md).
 -- Step 3: the individual treatment effect of every matured send, difference in differences
 -- (eq. 2): delta_y = (Y_post^T - Y_pre^T) - mean over controls of (Y_post^C - Y_pre^C);
 -- reward = 1 if delta_y > 0 else 0. A send is scored when it has at least min_controls

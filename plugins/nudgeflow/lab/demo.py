@@ -23,18 +23,32 @@ from nudgeflow.config import REPO_ROOT, NudgeflowError
 
 DEMO_START = dt.date(2026, 1, 5)
 POOL = "nudgeflow_warehouse"
-DAG_FOLDERS = (REPO_ROOT / "dags", REPO_ROOT / "dev" / "dags")
+# the production DAG and the simulated world's (dev/dags/, never deployed), for the demo only
+DEMO_DAGS = (REPO_ROOT / "dags" / "nudgeflow_daily.py", REPO_ROOT / "dev" / "dags" / "nudgeflow_simulated_world.py")
+
+
+def demo_dags_folder(home: Path) -> Path:
+    """HOME/.airflow/dags: links to the two DAG files the demo runs (Airflow serialises and
+    runs the DAGs of its one DAGs folder)."""
+    folder = Path(home) / ".airflow" / "dags"
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in DEMO_DAGS:
+        link = folder / source.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(source)
+    return folder
 
 
 def airflow_env(home: Path) -> dict:
-    """Environment of an embedded Airflow for this home: SQLite metadata DB, this repo's
-    production DAGs (the demo adds the simulated world's DAG of dev/dags/ itself)."""
+    """Environment of an embedded Airflow for this home: SQLite metadata DB, a DAGs folder
+    with the production DAG and the simulated world's (demo_dags_folder)."""
     airflow_home = Path(home) / ".airflow"
     return {
         **os.environ,
         "NUDGEFLOW_HOME": str(home),
         "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(airflow_home / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
@@ -70,7 +84,7 @@ def _airflow(args: list[str], env: dict, log: Path) -> None:
 def setup_airflow(home: Path) -> dict:
     """Create the metadata DB and the one-slot pool that serialises warehouse writers."""
     env = airflow_env(home)
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    demo_dags_folder(home)
     log = Path(env["AIRFLOW_HOME"]) / "demo.log"
     _airflow(["db", "migrate"], env, log)
     _airflow(["pools", "set", POOL, "1", "DuckDB allows one writer per file"], env, log)
@@ -96,11 +110,10 @@ def airflow_days(first: dt.date, loop_days: int) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     # the production DAG from dags/, the simulated world's from dev/dags/ (never deployed)
-    bags = [DagBag(dag_folder=str(folder)) for folder in DAG_FOLDERS]
-    errors = {k: v for bag in bags for k, v in bag.import_errors.items()}
-    if errors:
-        raise SystemExit(f"DAG import errors: {errors}")
-    dags = [bags[0].get_dag("nudgeflow_daily"), bags[1].get_dag("nudgeflow_simulated_world")]
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    if bag.import_errors:
+        raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    dags = [bag.get_dag("nudgeflow_daily"), bag.get_dag("nudgeflow_simulated_world")]
     for i in range(loop_days):
         day = first + dt.timedelta(days=i)
         t0 = time.perf_counter()

@@ -100,5 +100,17 @@ def dbt_build(
 
 def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | None = None) -> dict:
     """dbt build for as-of D 00:00 UTC: event weights, outcomes, treatment effects, action outcomes."""
-    nodes = dbt_build(home, load_settings(home), as_of(day), progress)
-    return {"dbt_nodes": len(nodes)}
+    settings = load_settings(home)
+    nodes = dbt_build(home, settings, as_of(day), progress)
+    from nudgeflow.warehouse import connect
+
+    with connect(home) as con:  # the goal as a bound value, never pasted into SQL
+        n_goal = con.execute(
+            "select count(*) from staging.stg_raw__events where event_name = ?", [settings.goal_event]
+        ).fetchall()[0][0]
+    if n_goal == 0 and progress:
+        progress(
+            f"warning: the goal event {settings.goal_event!r} occurs in none of the events before {day}: "
+            "every send's outcome then rests on proxies (check goal_event in nudgeflow.yml)"
+        )
+    return {"dbt_nodes": len(nodes), "goal_events": n_goal}

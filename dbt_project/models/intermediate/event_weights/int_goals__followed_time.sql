@@ -11,7 +11,7 @@ with goals as (
         event_ts as goal_ts
     from {{ ref('stg_raw__events') }}
     where
-        event_name = '{{ var("goal_event") }}'
+        event_name = {{ sql_text(var('goal_event')) }}
         and event_ts < {{ as_of() }}
 ),
 

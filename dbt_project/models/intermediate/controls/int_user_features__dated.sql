@@ -5,14 +5,15 @@
 -- send (pre-treatment) and do not depend on which run measured it.
 --
 -- At d: every user with a users or consents row, or an event before d; timezone (default
--- 'UTC') and country (latest rows), the global holdout flag, activity over [d - 28 days, d),
+-- 'UTC') and country (latest rows), the global holdout flag, activity over [d - feature_window_days, d),
 -- standardised distance features (z-scores over the users of d) and the matching cell.
--- Cell (coarsened exact matching): UTC offset of the timezone at d x goal-or-not in 28 days
+-- Cell (coarsened exact matching): UTC offset of the timezone at d x goal-or-not in the feature window
 -- x activity bucket, labelled like 'utc+05:30/g1/a03'. The activity bucket splits each
 -- (offset, goal) group into round(size / cell_size) equal-size buckets ordered by
 -- n_events_28d, so cells hold about cell_size users. Inside a cell, controls are the nearest
 -- by Euclidean distance on the z-scores of ln(1 + n_events_28d), ln(1 + n_goal_28d),
--- active_days_28d and days_since_last_event (capped at 28).
+-- active_days_28d and days_since_last_event (capped at feature_window_days; the *_28d columns keep
+-- their names whatever the window).
 {%- set feature_days = var('feature_window_days') | int %}
 with feature_dates as (
     select cast({{ as_of() }} as timestamp) as feature_date
@@ -43,7 +44,7 @@ user_days as (
         user_id,
         date_trunc('day', event_ts) as event_day,
         count(*) as n_events,
-        count(*) filter (where event_name = '{{ var("goal_event") }}') as n_goal,
+        count(*) filter (where event_name = {{ sql_text(var('goal_event')) }}) as n_goal,
         max(event_ts) as last_event_ts
     from events
     where

@@ -1,6 +1,7 @@
 {{ config(materialized='table') }}
 {%- set pre_match = var('pre_match_candidates') | int %}
 {%- set n_candidates = [var('neighbours') | int, pre_match] | max %}
+-- The method, explained once: docs block method_controls (models/method.md).
 -- Step 3, the controls: for each send of the batch, the k = neighbours nearest users of the
 -- treated user's cell on the send's day (Euclidean distance on the standardised features of
 -- int_user_features__dated at date_trunc('day', sent_ts): behaviour before the send)

@@ -25,7 +25,7 @@ goals as (
         user_id,
         event_ts as goal_ts
     from events
-    where event_name = '{{ var("goal_event") }}'
+    where event_name = {{ sql_text(var('goal_event')) }}
 ),
 
 with_next_goal as (
