@@ -6,13 +6,33 @@
 {%- endmacro %}
 
 {#- ISO-8601 text as a naive UTC timestamp (the session TimeZone is UTC, so text without an
-    offset is read as UTC); null if missing or unparsable. -#}
+    offset is read as UTC); null if missing, unparsable or not a sane instant: only
+    YYYY-MM-DD[( |T)hh:mm[:ss[.fraction]]][Z|+hh[:mm]|-hh[:mm]] with an offset of at most 14 h,
+    from 1970 to 2200 (so `infinity`, `epoch`, BC dates and `+99:00` are refused, and no
+    landed row can break a later run's date arithmetic). -#}
 {% macro utc_timestamp(column) -%}
-    (try_cast({{ clean_text(column) }} as timestamptz) at time zone 'UTC')
+    case
+        when regexp_full_match(
+            {{ clean_text(column) }},
+            '[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)? *(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?'
+        )
+        and (try_cast({{ clean_text(column) }} as timestamptz) at time zone 'UTC')
+        between timestamp '1970-01-01' and timestamp '2200-01-01'
+            then (try_cast({{ clean_text(column) }} as timestamptz) at time zone 'UTC')
+    end
 {%- endmacro %}
 
+{#- A finite number; null if missing, unparsable, NaN or infinite. -#}
 {% macro to_double(column) -%}
-    try_cast({{ clean_text(column) }} as double)
+    case
+        when isfinite(try_cast({{ clean_text(column) }} as double))
+            then try_cast({{ clean_text(column) }} as double)
+    end
+{%- endmacro %}
+
+{#- A value as it landed, cut to 100 characters, for a reason or a note. -#}
+{% macro shown(column) -%}
+    left({{ column }}, 100)
 {%- endmacro %}
 
 {#- true/false, t/f, yes/no, 1/0 in any case. -#}
@@ -29,15 +49,15 @@
     {%- endfor %}
     {%- for column in timestamps %},
         case when {{ clean_text(column) }} is not null and {{ utc_timestamp(column) }} is null
-            then 'unparsable timestamp {{ column }}: ' || {{ column }} end
+            then 'unparsable timestamp {{ column }} (ISO-8601 from 1970 to 2200 expected): ' || {{ shown(column) }} end
     {%- endfor %}
     {%- for column in numbers %},
         case when {{ clean_text(column) }} is not null and {{ to_double(column) }} is null
-            then 'unparsable number {{ column }}: ' || {{ column }} end
+            then 'unparsable number {{ column }} (a finite number expected): ' || {{ shown(column) }} end
     {%- endfor %}
     {%- for column in booleans %},
         case when {{ clean_text(column) }} is not null and {{ to_boolean(column) }} is null
-            then 'unparsable boolean {{ column }}: ' || {{ column }} end
+            then 'unparsable boolean {{ column }}: ' || {{ shown(column) }} end
     {%- endfor %}
     ), '')
 {%- endmacro %}

@@ -117,19 +117,10 @@ MESSAGE_LABELS = [
 
 
 def _create_raw(path: Path) -> None:
+    from nudgeflow.steps.ingest import create_raw_tables
+
     con = duckdb.connect(str(path))
-    con.execute("create schema raw")
-    for table, columns in RAW_TABLES.items():
-        con.execute(
-            f"create table raw.{table} ({', '.join(c + ' varchar' for c in columns)}, _file varchar, _row bigint)"
-        )
-    con.execute(
-        "create table raw.ingested_files (table_name varchar, _file varchar, n_rows bigint, ingested_at timestamp)"
-    )
-    con.execute(
-        "create table raw.quarantined_files (table_name varchar, _file varchar, reason varchar, "
-        "quarantined_at timestamp)"
-    )
+    create_raw_tables(con)  # the raw schema as ingest makes it, with raw.timezones
     for table, rows in [
         ("events", EVENTS),
         ("users", USERS),
@@ -240,8 +231,16 @@ def test_build_succeeds_with_unit_tests(built):
 
 
 def test_quarantine_lists_bad_rows_with_reasons(built):
-    rows = _query(built["warehouse"], "select table_name, _file, _row, reason from marts.quarantine")
-    by_key = {(t, f, r): reason for t, f, r, reason in rows}
+    rows = _query(built["warehouse"], "select table_name, _file, _row, reason, action from marts.quarantine")
+    by_key = {(t, f, r): reason for t, f, r, reason, _ in rows}
+    kept = {(t, f, r) for t, f, r, _, action in rows if action == "kept"}
+    # fail-safe readings, kept and listed: an unknown zone is UTC, an unreadable opt-in an opt-out
+    assert kept == {("users", "users_1.csv", 5), ("consents", "consents_1.csv", 4)}
+    assert by_key[("users", "users_1.csv", 5)] == "unknown timezone Mars/Olympus: treated as UTC"
+    assert by_key[("consents", "consents_1.csv", 4)] == "unparsable boolean opted_in: maybe: treated as opted out"
+    assert _query(built["warehouse"], "select opted_in from staging.stg_raw__consents where user_id = 'u3'") == [
+        (False,)
+    ]
     assert "unparsable timestamp event_ts" in by_key[("events", "events_2.csv", 8)]
     assert by_key[("events", "events_2.csv", 9)] == "missing user_id"
     assert "unparsable number value" in by_key[("events", "events_2.csv", 10)]
@@ -250,7 +249,7 @@ def test_quarantine_lists_bad_rows_with_reasons(built):
     assert by_key[("sends", "sends_2.csv", 3)] == "missing user_id"
     assert by_key[("messages", "messages_2.csv", 3)] == "duplicate message_id in snapshot"
     assert by_key[("events", "broken.parquet", None)].startswith("unreadable file")
-    assert len(rows) == 8
+    assert len(rows) == 9
 
 
 def test_staging_deduplicates_events(built):
@@ -271,7 +270,7 @@ def test_latest_row_wins(built):
     assert users["u5"] == ("UTC", None)  # unknown timezone means UTC
     assert users["u6"][0] == "UTC"  # case-insensitive match, canonical name
     consents = set(_query(wh, "select user_id, channel, opted_in from marts.consents_current"))
-    assert consents == {("u1", "push", False), ("u2", "email", True)}
+    assert consents == {("u1", "push", False), ("u2", "email", True), ("u3", "push", False)}  # u3: fail safe
 
 
 def test_catalogue_is_the_last_snapshot(built):

@@ -48,7 +48,7 @@ class IngestReport:
     quarantined: list[tuple[str, str, str]]
 
 
-def _create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists raw")
     for table, cols in COLUMNS.items():
         col_sql = ", ".join(f"{name} varchar" for name, _ in cols)
@@ -65,6 +65,12 @@ def _create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
         "create table if not exists raw.quarantined_files "
         "(table_name varchar, _file varchar, reason varchar, quarantined_at timestamp)"
     )
+    # the zones both DuckDB and Python know and agree on: one resolver for SQL and Python
+    from nudgeflow.timezones import known_timezones
+
+    names = known_timezones(con)
+    con.execute("create or replace table raw.timezones (name varchar)")
+    con.executemany("insert into raw.timezones values (?)", [[n] for n in names])
 
 
 def _landed_files(landing: Path, table: str) -> list[Path]:
@@ -125,7 +131,7 @@ def ingest(
 ) -> IngestReport:
     """Load every landed file not yet loaded or quarantined; one transaction per file."""
     con.execute("set TimeZone = 'UTC'")
-    _create_raw_tables(con)
+    create_raw_tables(con)
     seen = set(
         con.execute(
             "select table_name, _file from raw.ingested_files union all "
