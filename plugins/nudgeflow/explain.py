@@ -165,8 +165,10 @@ def _why(r: dict) -> list[str]:
 def print_explanation(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
+    T = Text  # every value printed literally: a label like [/y] is not markup
     stored = r["stored"]
     head = f"user {r['user_id']} on {r['date']} (cell {r['cell']}): " + (
         f"scheduled {stored['message_id']} on {stored['channel']} at {stored['send_at']} UTC, "
@@ -174,16 +176,16 @@ def print_explanation(r: dict) -> None:
         if stored
         else "nothing scheduled"
     )
-    console.print(head, highlight=False)
+    console.print(T(head), highlight=False)
     table = Table(title="Action sets: prior (empirical Bayes) + own evidence = posterior; Thompson draw")
     for col in ("set", "action", "prior a/b", "prior from", "own s/n", "posterior mean", "theta"):
         table.add_column(col, justify="right" if col not in ("set", "action", "prior from") else "left")
     for a in r["actions"]:
         table.add_row(
-            a["action_set"],
-            a["action"],
+            T(a["action_set"]),
+            T(a["action"]),
             f"{a['prior_alpha']:.2f}/{a['prior_beta']:.2f}",
-            a["prior_source"],
+            T(a["prior_source"]),
             f"{a['successes']:.0f}/{a['trials']:.0f}",
             f"{a['posterior_mean']:.3f}",
             f"{a['theta']:.3f}",
@@ -194,12 +196,12 @@ def print_explanation(r: dict) -> None:
         msgs.add_column(col)
     for m in r["messages"]:
         msgs.add_row(
-            m["message_id"],
-            m["channel"],
+            T(m["message_id"]),
+            T(m["channel"]),
             "yes" if m["eligible_at_chosen_hour"] else "no",
             ",".join(map(str, m["eligible_hours"])) or "-",
             f"{m['score']:.3f}",
         )
     console.print(msgs)
     for line in r["why"]:
-        console.print(f"- {line}", highlight=False)
+        console.print(T(f"- {line}"), highlight=False)

@@ -14,8 +14,8 @@ def nudgeflow(*args, env=None):
     )
 
 
-def _assert_one_line_error(done, fragment):
-    assert done.returncode == 1
+def _assert_one_line_error(done, fragment, code=1):
+    assert done.returncode == code
     assert "Traceback" not in done.stderr
     lines = [l for l in done.stderr.strip().splitlines() if l.strip()]
     assert len(lines) == 1, done.stderr
@@ -31,6 +31,24 @@ def test_malformed_settings(tmp_path):
     _assert_one_line_error(nudgeflow("run", "--home", str(tmp_path), "--date", "2026-01-19"), "not valid YAML")
     (tmp_path / "nudgeflow.yml").write_text("neighbours: many\n")
     _assert_one_line_error(nudgeflow("run", "--home", str(tmp_path), "--date", "2026-01-19"), "neighbours")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["run", "--home", "."], "Missing option '--date'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+        (["run", "--bogus"], "No such option: --bogus"),
+        (["simulate", "--users", "abc"], "Invalid value for '--users'"),
+    ],
+)
+def test_usage_errors_are_one_line(args, fragment):
+    _assert_one_line_error(nudgeflow(*args), fragment, code=2)
+
+
+def test_markup_like_values_are_printed_literally(tmp_path):
+    _assert_one_line_error(nudgeflow("run", "--home", str(tmp_path / "[/x]"), "--date", "2026-01-19"), "/[/x]")
+    _assert_one_line_error(nudgeflow("run", "--home", str(tmp_path), "--date", "[/x]"), "'[/x]'")
 
 
 def test_unknown_date_format(tmp_path):
