@@ -75,12 +75,20 @@ def replace_partition(
         con.unregister("partition_rows")
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporary files a killed writer left beside ``path`` (the home's lock is held, so no
+    other writer is using them)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def publish(home: Path) -> Path:
     """Copy the (closed) warehouse to HOME/published/warehouse.duckdb through a temporary
     name and a rename: a reader sees the old copy or the new one, never a partial one, and a
     reader holding the old copy open keeps reading it."""
     target = published_path(home)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.copyfile(warehouse_path(home), tmp)
     os.replace(tmp, target)
@@ -90,6 +98,7 @@ def publish(home: Path) -> Path:
 def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:
     """Write to a temporary name in the same folder and rename: readers see old or new, never partial."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     frame.write_parquet(tmp)
     os.replace(tmp, path)
