@@ -1,9 +1,19 @@
-"""The daily nudgeflow run: landed data in, the day's send schedule out.
+"""The daily nudgeflow run: landed data in, the next day's send schedule out.
 
-Each run has a logical date D and plans the sends of [D 00:00, D+1 00:00) UTC from the data
-timestamped before D 00:00 UTC. Every task reads and writes the partition of D only, so a
-rerun or a backfill gives the same result. All tasks share the pool `nudgeflow_warehouse`
-(one slot): DuckDB allows one writer per file.
+The run for schedule date D is triggered the evening before, at **21:00 UTC on D-1**, so that
+it finishes before D's first allowed send instant (00:00 UTC; the earliest local send hours of
+users east of UTC fall right after midnight UTC). It plans the sends of [D 00:00, D+1 00:00) UTC
+from the data timestamped before D 00:00 UTC that has landed by then: the **cut-off for data
+is 21:00 UTC on D-1** (later landings are used by the next day's run). A run triggered by hand
+plans the UTC date of its logical date + 3 h: a logical date of D 00:00 plans D.
+
+Every task reads and writes the partition of D only, so a rerun or a backfill gives the same
+result. All tasks share the pool `nudgeflow_warehouse` (one slot) and hold the home's lock:
+DuckDB allows one writer per file. A task fails at once, without retries, on an error a
+retry cannot fix (bad settings, stale data, a schedule the guardrail check refuses); it
+retries when another run holds the home's lock. The schedule task updates the Asset
+`nudgeflow_send_schedule`, which delivery DAGs can be scheduled on
+(`nudgeflow_delivery_example`).
 """
 
 from __future__ import annotations
@@ -11,9 +21,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, CronTriggerTimetable, dag, task
 
 HOME_NOTE = "The home folder is $NUDGEFLOW_HOME, else ./data under the repository root."
+LEAD = dt.timedelta(hours=3)  # 21:00 UTC + 3 h = the schedule date's midnight
+SEND_SCHEDULE = Asset("nudgeflow_send_schedule")  # HOME/exports/send_schedule/date=D/part-0.parquet
 DEFAULT_ARGS = {
     "owner": "nudgeflow",
     "retries": 2,
@@ -22,19 +34,31 @@ DEFAULT_ARGS = {
 }
 
 
-def _home():
-    from nudgeflow.config import resolve_home
+def schedule_date(logical_date: dt.datetime) -> dt.date:
+    """The date a run plans: the UTC date of its logical date + 3 h (21:00 UTC on D-1 -> D)."""
+    return (pendulum.instance(logical_date).in_timezone("UTC") + LEAD).date()
 
-    return resolve_home(None)
 
+def _step(name: str, logical_date, run_id: str | None = None) -> dict:
+    """One step of the run for the logical date's schedule date, in the home's lock; an
+    error a retry cannot fix fails the task at once."""
+    from airflow.sdk.exceptions import AirflowFailException
 
-def _day(ds: str) -> dt.date:
-    return dt.date.fromisoformat(ds)
+    from nudgeflow.config import NudgeflowError, resolve_home
+    from nudgeflow.lock import LockTimeout
+    from nudgeflow.steps import run_step
+
+    try:
+        return run_step(name, resolve_home(None), schedule_date(logical_date), run_id, progress=print)
+    except LockTimeout:
+        raise  # another run holds the home: a retry may succeed
+    except NudgeflowError as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 @dag(
     dag_id="nudgeflow_daily",
-    schedule="@daily",
+    schedule=CronTriggerTimetable("0 21 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -48,53 +72,49 @@ def nudgeflow_daily():
         doc_md="**Ingest**: copy newly landed files of `landing/<table>/` into `raw.*`; "
         "files that break the contract go to `raw.quarantined_files` with a reason."
     )
-    def ingest(ds=None) -> dict:
-        from nudgeflow.steps import run_step
-
-        return run_step("ingest", _home(), _day(ds), progress=print)
+    def ingest(logical_date=None) -> dict:
+        return _step("ingest", logical_date)
 
     @task(
         doc_md="**Measure** (`dbt build`): event weights w_e (log-likelihood ratio), decayed "
         "pre/post outcomes per send, k-nearest-neighbour controls, difference-in-differences "
-        "effect, binarised reward, and successes/trials per (user, action)."
+        "effect, binarised reward, and successes/trials per (user, action). Refuses to plan "
+        "from stale data (setting `max_data_age_hours`)."
     )
-    def measure(_ingested: dict, ds=None) -> dict:
-        from nudgeflow.steps import run_step
-
-        return run_step("measure", _home(), _day(ds), progress=print)
+    def measure(_ingested: dict, logical_date=None) -> dict:
+        return _step("measure", logical_date)
 
     @task(
         doc_md="**Priors**: empirical-Bayes Beta prior per (behaviour cell, action) and the Beta "
         "posterior of every (user, action)."
     )
-    def priors(_measured: dict, ds=None) -> dict:
-        from nudgeflow.steps import run_step
-
-        return run_step("priors", _home(), _day(ds), progress=print)
+    def priors(_measured: dict, logical_date=None) -> dict:
+        return _step("priors", logical_date)
 
     @task(doc_md="**Sample**: Thompson sampling, one draw per (user, action), keyed by (seed, date, user).")
-    def sample(_priors: dict, ds=None) -> dict:
-        from nudgeflow.steps import run_step
-
-        return run_step("sample", _home(), _day(ds), progress=print)
+    def sample(_priors: dict, logical_date=None) -> dict:
+        return _step("sample", logical_date)
 
     @task(
         doc_md="**Match**: send hour, send-or-wait (frequency) and the eligible message closest to "
         "the sampled actions; propensity by resampling the posteriors."
     )
-    def match(_sampled: dict, ds=None) -> dict:
-        from nudgeflow.steps import run_step
-
-        return run_step("match", _home(), _day(ds), progress=print)
+    def match(_sampled: dict, logical_date=None) -> dict:
+        return _step("match", logical_date)
 
     @task(
-        doc_md="**Schedule**: replace D's rows of `send_schedule` and its Parquet export "
-        "`exports/send_schedule/date=D/part-0.parquet` (atomically)."
+        outlets=[SEND_SCHEDULE],
+        doc_md="**Schedule**: check every row against the contract's rules a second time "
+        "(`nudgeflow/guardrails.py`), then replace D's rows of `send_schedule` and its Parquet "
+        "export `exports/send_schedule/date=D/part-0.parquet` (atomically), publish the "
+        "read-only copy of the warehouse, and update the Asset `nudgeflow_send_schedule`.",
     )
-    def schedule(_matched: dict, ds=None, run_id=None) -> dict:
-        from nudgeflow.steps import run_step
-
-        return run_step("schedule", _home(), _day(ds), run_id, progress=print)
+    def schedule(_matched: dict, logical_date=None, run_id=None, outlet_events=None) -> dict:
+        result = _step("schedule", logical_date, run_id)
+        day = schedule_date(logical_date)
+        print(f"nudgeflow: {result['rows']} sends scheduled for {day} -> {result['export']}")
+        outlet_events[SEND_SCHEDULE].extra = {"date": day.isoformat(), "rows": result["rows"], "path": result["export"]}
+        return result
 
     schedule(match(sample(priors(measure(ingest())))))
 

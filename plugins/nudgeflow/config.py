@@ -144,6 +144,14 @@ class Settings:
         "candidates from the treated user's cell, or its whole group (the cell without its activity bucket)",
         choices=("cell", "group"),
     )
+    max_data_age_hours: float = setting(
+        72,
+        "refuse to plan when the newest landed event is older than this "
+        "before the as-of time (stale data; 0: never refuse)",
+        unit="hours",
+        ge=0,
+        dbt=False,
+    )
     # ---------- Decide: beyond the contract
     prior_max_strength: float = setting(
         100.0,

@@ -24,6 +24,10 @@ _held: dict[str, tuple[int, int]] = {}  # lock path -> (fd, depth) held by this 
 _guard = threading.Lock()
 
 
+class LockTimeout(NudgeflowError):
+    """Another process held the home's lock for longer than we waited (a retry may succeed)."""
+
+
 def lock_path(home: Path) -> Path:
     return Path(home) / ".nudgeflow.lock"
 
@@ -68,7 +72,7 @@ def home_lock(home: Path, what: str = "nudgeflow run", wait_seconds: float | Non
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise NudgeflowError(
+                    raise LockTimeout(
                         f"{Path(home)} is locked by {holder(home)}; gave up after {wait:.0f}s "
                         "(set NUDGEFLOW_LOCK_WAIT to wait longer)"
                     ) from None

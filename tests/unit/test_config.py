@@ -77,3 +77,17 @@ def test_bad_settings_are_refused_with_their_bounds(tmp_path, text, message):
 def test_fractional_hours_are_accepted(tmp_path):
     s = _load(tmp_path, "window_hours: 36.5\nmin_hours_between_sends: 12.5\ngoal_weight: 2")
     assert (s.window_hours, s.min_hours_between_sends, s.goal_weight) == (36.5, 12.5, 2.0)
+
+
+def test_stale_data_is_refused_with_its_age():
+    import datetime as dt
+
+    from nudgeflow.steps.measure import check_freshness
+
+    as_of = dt.datetime(2026, 3, 10)
+    check_freshness(as_of - dt.timedelta(hours=71), as_of, 72)  # fresh enough
+    check_freshness(as_of - dt.timedelta(days=300), as_of, 0)  # check off
+    with pytest.raises(NudgeflowError, match=r"stale data: .* is 73 h before .* max_data_age_hours \(72\)"):
+        check_freshness(as_of - dt.timedelta(hours=73), as_of, 72)
+    with pytest.raises(NudgeflowError, match="no events landed"):
+        check_freshness(None, as_of, 72)

@@ -98,6 +98,22 @@ def dbt_build(
     return run_dbt(dbt_args("build", home, settings, *extra), home, as_of, progress)
 
 
+def check_freshness(newest: dt.datetime | None, as_of_time: dt.datetime, max_age_hours: float) -> None:
+    """Refuse to plan from stale data: the newest landed event must be less than
+    ``max_age_hours`` before the as-of time (0 turns the check off)."""
+    if not max_age_hours:
+        return
+    if newest is None:
+        raise NudgeflowError(f"no events landed before {as_of_time:%Y-%m-%d %H:%M} UTC: nothing to plan from")
+    age = (as_of_time - newest).total_seconds() / 3600
+    if age > max_age_hours:
+        raise NudgeflowError(
+            f"stale data: the newest landed event ({newest:%Y-%m-%d %H:%M} UTC) is {age:.0f} h before the "
+            f"as-of time {as_of_time:%Y-%m-%d %H:%M} UTC, more than max_data_age_hours ({max_age_hours:g}); "
+            "refusing to plan (land fresh events, or raise max_data_age_hours in nudgeflow.yml)"
+        )
+
+
 def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | None = None) -> dict:
     """dbt build for as-of D 00:00 UTC: event weights, outcomes, treatment effects, action outcomes."""
     settings = load_settings(home)
@@ -105,9 +121,11 @@ def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | Non
     from nudgeflow.warehouse import connect
 
     with connect(home) as con:  # the goal as a bound value, never pasted into SQL
-        n_goal = con.execute(
-            "select count(*) from staging.stg_raw__events where event_name = ?", [settings.goal_event]
-        ).fetchall()[0][0]
+        n_goal, newest = con.execute(
+            "select count(*) filter (where event_name = ?), max(event_ts) from staging.stg_raw__events",
+            [settings.goal_event],
+        ).fetchall()[0]
+    check_freshness(newest, as_of(day), settings.max_data_age_hours)
     if n_goal == 0 and progress:
         progress(
             f"warning: the goal event {settings.goal_event!r} occurs in none of the events before {day}: "
