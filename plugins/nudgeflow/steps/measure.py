@@ -43,9 +43,20 @@ def run_dbt(args: list[str], home: Path, as_of: dt.datetime, progress: Callable[
     os.environ["NUDGEFLOW_WAREHOUSE"] = str(warehouse_path(home))
     os.environ["NUDGEFLOW_AS_OF"] = as_of.strftime("%Y-%m-%d %H:%M:%S")
 
-    def on_event(event) -> None:
-        if progress and event.info.name in ("LogModelResult", "LogTestResult", "LogNodeResult"):
-            progress(event.info.msg)
+    done = {"n": 0, "shown": 0.0}
+
+    def on_event(event) -> None:  # nodes counted, not listed: the full log is HOME/.dbt/logs/dbt.log
+        if event.info.name not in ("LogModelResult", "LogTestResult", "LogNodeResult"):
+            return
+        done["n"] += 1
+        index, total = getattr(event.data, "index", done["n"]), getattr(event.data, "total", 0)
+        status = str(getattr(event.data, "status", "")).lower()
+        if progress and status in ("error", "fail", "runtime error"):
+            progress(f"dbt: {getattr(event.data, 'node_info', None) and event.data.node_info.node_name}: {status}")
+        now = time.perf_counter()
+        if progress and (now - done["shown"] >= 10 or index == total):
+            done["shown"] = now
+            progress(f"dbt {args[0]}: {index}/{total or '?'} nodes")
 
     started = time.perf_counter()
     try:
@@ -65,7 +76,10 @@ def run_dbt(args: list[str], home: Path, as_of: dt.datetime, progress: Callable[
             )
         raise NudgeflowError(f"dbt {args[0]} failed ({len(failed)} node(s)): {detail}")
     if progress:
-        progress(f"dbt {args[0]}: {len(nodes)} nodes ok in {time.perf_counter() - started:.1f}s")
+        progress(
+            f"dbt {args[0]}: {len(nodes)} nodes ok in {time.perf_counter() - started:.1f}s "
+            f"(log: {Path(home) / '.dbt' / 'logs' / 'dbt.log'})"
+        )
     return nodes
 
 
