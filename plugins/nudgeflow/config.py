@@ -139,6 +139,9 @@ class Settings:
         1000, "controls: the k nearest on features and Y_pre among this many (0: features only)", ge=0
     )
     pre_match_weight: float = setting(4.0, "weight of the standardised Y_pre difference in that distance", ge=0)
+    report_window_days: int = setting(
+        56, "days of history in the BI marts daily_lift and channel_effects", unit="days", ge=1
+    )
     control_pool: str = setting(
         "cell",
         "candidates from the treated user's cell, or its whole group (the cell without its activity bucket)",

@@ -82,12 +82,38 @@ def _remove_stale_temporaries(path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+# The result tables BI reads, published as Parquet beside the copy (docs/bi.md): name -> query
+PUBLISHED_TABLES = {
+    "send_schedule": "select * from main.send_schedule",
+    "send_outcomes": "select * from marts.send_outcomes",
+    "event_weights": "select * from marts.event_weights",
+    "daily_lift": "select * from marts.daily_lift",
+    "channel_effects": "select * from marts.channel_effects",
+    # the posteriors of the latest planned date only (users x actions rows)
+    "action_posteriors": "select * from decide.posteriors "
+    "where schedule_date = (select max(schedule_date) from decide.posteriors)",
+}
+
+
 def publish(home: Path) -> Path:
-    """Copy the (closed) warehouse to HOME/published/warehouse.duckdb through a temporary
-    name and a rename: a reader sees the old copy or the new one, never a partial one, and a
-    reader holding the old copy open keeps reading it."""
+    """Copy the (closed) warehouse to HOME/published/warehouse.duckdb, and its result tables
+    to HOME/published/<table>.parquet, each through a temporary name and a rename: a reader
+    sees the old file or the new one, never a partial one, and a reader holding the old copy
+    open keeps reading it."""
     target = published_path(home)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # from the live file (this process holds the home's lock): a reader of the old copy in this
+    # same process would otherwise be handed DuckDB's cached instance of the old file
+    with connect(home) as con:
+        for name, query in PUBLISHED_TABLES.items():
+            schema, table = query.split(" from ")[1].split(" ")[0].split(".")
+            if not table_exists(con, schema, table):
+                continue
+            out = target.parent / f"{name}.parquet"
+            _remove_stale_temporaries(out)
+            part = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+            con.execute(f"copy ({query}) to '{part}' (format parquet)")
+            os.replace(part, out)
     _remove_stale_temporaries(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.copyfile(warehouse_path(home), tmp)

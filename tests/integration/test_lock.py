@@ -61,3 +61,8 @@ def test_a_reader_holding_the_published_copy_does_not_block_the_next_run(tmp_pat
     fresh = duckdb.connect(str(published_path(home)), read_only=True)
     assert fresh.sql("select count(*) from send_schedule").fetchall()[0][0] == before + result["rows"]
     fresh.close()
+    parquet = published_path(home).parent
+    for name in ("send_schedule", "send_outcomes", "event_weights", "daily_lift", "channel_effects"):
+        assert (parquet / f"{name}.parquet").exists(), name
+    rows = duckdb.sql(f"select count(*) from '{parquet / 'send_schedule.parquet'}'").fetchall()[0][0]
+    assert rows == before + result["rows"]
