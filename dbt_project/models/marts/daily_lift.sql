@@ -37,7 +37,7 @@ per_day as (
         coalesce(sum(goals.value), 0) as gmv
     from goals
     inner join users
-        on goals.user_id = users.user_id
+        on users.user_id = goals.user_id
     group by goals.event_date, users.user_group
 ),
 
@@ -51,7 +51,7 @@ final as (
         cast(per_day.gmv as double) as gmv
     from per_day
     inner join group_sizes
-        on per_day.user_group = group_sizes.user_group
+        on group_sizes.user_group = per_day.user_group
 )
 
 select * from final
