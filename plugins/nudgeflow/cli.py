@@ -101,12 +101,19 @@ def remeasure(
 @app.command()
 def report(
     home: Path | None = HomeOption,
-    days: int = typer.Option(14, help="Measure over the last N simulated days."),
+    days: int = typer.Option(14, help="Measure over the last N days of events."),
+    html_out: Path | None = typer.Option(None, "--html", help="Also write the HTML report with plots to this file."),
 ) -> None:
-    """Goal events and GMV per user, agentic vs holdout, and the sign agreement with the truth."""
+    """Goal events and GMV per user, agentic vs holdout (plugins add lines); --html writes the
+    full report: Table-1 lift with 99% intervals, over time, per channel, weights, effects."""
     from nudgeflow.report import print_report
 
-    print_report(resolve_home(home), days=days)
+    root = resolve_home(home)
+    print_report(root, days=days)
+    if html_out:
+        from nudgeflow.html_report import write_html_report
+
+        _progress(f"wrote {write_html_report(root, html_out, days)}")
 
 
 @app.command()

@@ -136,3 +136,22 @@ def test_remeasure_rebuilds_a_warehouse_of_an_older_version(world, tmp_path):
     assert con.sql("select count(*) from marts.send_outcomes").fetchall()[0][0] == n_scored
     assert "llr" in [c[0] for c in con.sql("describe marts.event_weights_history").fetchall()]
     con.close()
+
+
+def test_the_html_report_and_the_airflow_ui_pages(world, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from nudgeflow.html_report import write_html_report
+    from nudgeflow.ui import app
+
+    home, _, _ = world
+    page = write_html_report(home, tmp_path / "report.html").read_text()
+    assert page.count("<svg") >= 6  # over time, per channel, weights, effects, posteriors, messages, hours
+    for row in ("Intent (add_to_cart)", "Conversion (purchase)", "GMV (relative increase per user)"):
+        assert row in page
+    monkeypatch.setenv("NUDGEFLOW_HOME", str(home))
+    client = TestClient(app)
+    assert client.get("/report").text.count("<svg") >= 6
+    docs = client.get("/dbt-docs/index.html")
+    assert docs.status_code == 200 and b"dbt" in docs.content
+    assert client.get("/dbt-docs/secrets.txt").text.endswith("not found: secrets.txt</p>")

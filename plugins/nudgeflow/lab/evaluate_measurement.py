@@ -47,7 +47,7 @@ import numpy as np
 import polars as pl
 
 from nudgeflow.config import NudgeflowError, Settings, load_settings
-from nudgeflow.lab.harness.rewards import mh_event_weights
+from nudgeflow.intervals import event_weight_intervals
 
 Progress = Callable[[str], None] | None
 
@@ -651,52 +651,13 @@ def event_weight_table(con, settings: Settings, boot_reps: int, seed: int, *, pr
     warehouse was built with) weighs max(1, the largest other weight). ``llr`` is the
     estimate for every event (the goal's included), ``weight`` what the outcomes use;
     ``production_weight`` is the warehouse's ``event_weights`` value (when ``production``)."""
-    goal = settings.goal_event
-    per_user = con.sql(
-        "select user_id, event_name, n_followed as nf, n_not_followed as nn, us_followed, "
-        "horizon_us from wh.marts.event_weight_strata"
+    strata = con.sql(
+        "select user_id, event_name, n_followed, n_not_followed, us_followed, horizon_us "
+        "from wh.marts.event_weight_strata"
     ).pl()
     prod = dict(con.execute("select event_name, weight from wh.marts.event_weights").fetchall()) if production else {}
-    names = sorted(set(per_user["event_name"].unique().to_list()) | {goal})
-    uid = per_user["user_id"].unique().sort()
-    ei = per_user.join(
-        pl.DataFrame({"event_name": names, "_e": np.arange(len(names))}),
-        on="event_name",
-        how="left",
-        maintain_order="left",
-    )["_e"].to_numpy()
-    ui = per_user.join(
-        pl.DataFrame({"user_id": uid, "_u": np.arange(len(uid))}), on="user_id", how="left", maintain_order="left"
-    )["_u"].to_numpy()
-    nf = np.zeros((len(uid), len(names)))
-    nn = np.zeros((len(uid), len(names)))
-    nf[ui, ei] = per_user["nf"].to_numpy()
-    nn[ui, ei] = per_user["nn"].to_numpy()
-    share = np.zeros(len(uid))
-    share[ui] = per_user["us_followed"].to_numpy().astype(np.float64) / per_user["horizon_us"].to_numpy()
-    mh_f = nf * (1 - share)[:, None]  # a_ue (T - F_u) / T
-    mh_n = nn * share[:, None]  # b_ue F_u / T
-    bw = np.random.default_rng([seed, 777]).poisson(1.0, (boot_reps, len(uid))).astype(np.float64)
-    g = names.index(goal)
-    point_llr, point = mh_event_weights(mh_f.sum(axis=0), mh_n.sum(axis=0), g)
-    reps = mh_event_weights(bw @ mh_f, bw @ mh_n, g)[1]
-    lo, hi = np.percentile(reps, [2.5, 97.5], axis=0)
-    rows = []
-    for j, name in enumerate(names):
-        n_e = nf[:, j].sum() + nn[:, j].sum()
-        rows.append(
-            {
-                "event_name": name,
-                "n_events": int(n_e),
-                "share_followed": float(nf[:, j].sum() / max(n_e, 1)),
-                "llr": float(point_llr[j]),
-                "weight": float(point[j]),
-                "production_weight": prod.get(name),
-                "ci": [float(lo[j]), float(hi[j])],
-                "is_goal": name == goal,
-            }
-        )
-    return sorted(rows, key=lambda r: -r["weight"])
+    rows = event_weight_intervals(strata, settings.goal_event, boot_reps, seed)
+    return [{**r, "production_weight": prod.get(r["event_name"])} for r in rows]
 
 
 # ----------------------------------------------------------------------------- main

@@ -20,7 +20,7 @@ from nudgeflow.config import DBT_PROJECT_DIR, NudgeflowError, Settings, as_of, l
 def dbt_args(command: str, home: Path, settings: Settings, *extra: str) -> list[str]:
     """Command-line arguments of one dbt invocation on this home (artefacts under HOME/.dbt/)."""
     return [
-        command,
+        *command.split(),  # e.g. "build", "docs generate"
         "--project-dir",
         str(DBT_PROJECT_DIR),
         "--profiles-dir",
@@ -65,7 +65,8 @@ def run_dbt(args: list[str], home: Path, as_of: dt.datetime, progress: Callable[
         _release_warehouse()
     if result.exception is not None:
         raise NudgeflowError(f"dbt {args[0]} failed: {result.exception}")
-    nodes = list(result.result or [])
+    # a build's results are its nodes; `docs generate` returns a catalog, no node results
+    nodes = list(getattr(result.result, "results", None) or [])
     failed = [r for r in nodes if str(r.status).lower() in ("error", "fail", "runtime error")]
     if failed or not result.success:
         detail = "; ".join(f"{r.node.name}: {(r.message or r.status)}" for r in failed[:5])
@@ -112,6 +113,21 @@ def dbt_build(
     return run_dbt(dbt_args("build", home, settings, *extra), home, as_of, progress)
 
 
+def publish_dbt_docs(home: Path, settings: Settings, as_of_time: dt.datetime) -> Path:
+    """`dbt docs generate` from this build's manifest (lineage, every model and column), copied
+    to HOME/published/dbt-docs/ for the Airflow UI (nudgeflow/ui.py) and anyone with a browser."""
+    import shutil
+
+    run_dbt(dbt_args("docs generate", home, settings, "--no-compile"), home, as_of_time)
+    target, out = Path(home) / ".dbt" / "target", Path(home) / "published" / "dbt-docs"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("index.html", "manifest.json", "catalog.json"):
+        tmp = out / f".{name}.{os.getpid()}.tmp"
+        shutil.copyfile(target / name, tmp)
+        os.replace(tmp, out / name)
+    return out
+
+
 def check_freshness(newest: dt.datetime | None, as_of_time: dt.datetime, max_age_hours: float) -> None:
     """Refuse to plan from stale data: the newest landed event must be less than
     ``max_age_hours`` before the as-of time (0 turns the check off)."""
@@ -140,6 +156,7 @@ def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | Non
             [settings.goal_event],
         ).fetchall()[0]
     check_freshness(newest, as_of(day), settings.max_data_age_hours)
+    publish_dbt_docs(home, settings, as_of(day))
     if n_goal == 0 and progress:
         progress(
             f"warning: the goal event {settings.goal_event!r} occurs in none of the events before {day}: "

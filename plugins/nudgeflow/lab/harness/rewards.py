@@ -70,26 +70,11 @@ import polars as pl
 
 from nudgeflow.config import Settings
 from nudgeflow.decide.action_space import frequency_labels, gap_bucket
+from nudgeflow.intervals import mh_event_weights
 
 US = 1_000_000
 HOUR_US = 3600 * US
 DAY_US = 24 * HOUR_US
-
-
-def mh_event_weights(
-    mh_followed: np.ndarray, mh_not_followed: np.ndarray, goal: int, present: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The last step of ``event_weights_history`` on Mantel-Haenszel sums (..., E): llr_e =
-    ln((mh_followed_e + 0.5) / (mh_not_followed_e + 0.5)); the weight is llr_e for the names
-    ``present`` in the horizon (all by default) but the goal, 0 for absent names, and the goal
-    weighs max(1, the largest llr of the other present names) (1 if there is none).
-    Returns (llr, weight)."""
-    llr = np.log((mh_followed + 0.5) / (mh_not_followed + 0.5))
-    proxy = np.ones(llr.shape[-1], dtype=bool) if present is None else np.asarray(present, dtype=bool).copy()
-    proxy[goal] = False
-    w = np.where(proxy, llr, 0.0)
-    w[..., goal] = np.maximum(1.0, np.where(proxy, llr, -np.inf).max(axis=-1))
-    return llr, w
 
 
 def md5_hex(values) -> list[str]:
