@@ -82,18 +82,17 @@ def lines(title: str, x_labels: list[str], series: dict[str, list[float]]) -> st
     y_lo, y_hi = min(finite), max(finite)
     y = _scale(y_lo, y_hi, HEIGHT - PAD, 28)
     x = _scale(0, len(x_labels) - 1, PAD, WIDTH - 8)
-    body = []
+    body, legend = [], []
     for k, (name, vs) in enumerate(series.items()):
         pts = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(vs) if v is not None and math.isfinite(v))
         colour = COLOURS[k % len(COLOURS)]
         body.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        legend.append(f'<span style="color:{colour}">■ {html.escape(name)}</span>')
+    step = max(1, len(x_labels) // 6)
+    for i in range(0, len(x_labels), step):
+        anchor = "start" if i == 0 else "end" if i + step >= len(x_labels) else "middle"
         body.append(
-            f'<text x="{PAD + 8 + 130 * k}" y="{HEIGHT - 6}" font-size="11" fill="{colour}">'
-            f"■ {html.escape(name)}</text>"
-        )
-    for i in range(0, len(x_labels), max(1, len(x_labels) // 6)):
-        body.append(
-            f'<text x="{x(i):.1f}" y="{HEIGHT - PAD + 14}" text-anchor="middle" font-size="10">'
+            f'<text x="{x(i):.1f}" y="{HEIGHT - PAD + 14}" text-anchor="{anchor}" font-size="10">'
             f"{html.escape(x_labels[i])}</text>"
         )
-    return _frame(title, body, y_lo, y_hi, y)
+    return _frame(title, body, y_lo, y_hi, y) + f'<p class="legend">{" ".join(legend)}</p>'
