@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+# the dbt project: $NUDGEFLOW_DBT_PROJECT, else dbt_project/ beside plugins/ (a checkout, or the
+# image's /opt/nudgeflow); an installed package outside a checkout sets the variable
+DBT_PROJECT_DIR = Path(os.environ.get("NUDGEFLOW_DBT_PROJECT") or REPO_ROOT / "dbt_project")
 LANDING_TABLES = ("events", "users", "consents", "messages", "sends")
 
 
