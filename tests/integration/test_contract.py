@@ -267,3 +267,18 @@ def test_rerun_gives_the_same_schedule_and_replaces_it(home_run):
     assert n == after.height
     assert list((home / "exports/send_schedule").iterdir()) == [home / f"exports/send_schedule/date={D}"]
     assert [p.name for p in (home / f"exports/send_schedule/date={D}").iterdir()] == ["part-0.parquet"]
+
+
+def test_report_works_on_a_hand_made_csv_home(home_run, tmp_path):
+    """A home that was never simulated (CSV landing files, other names): the text report and
+    the HTML report read the published copy, not landing/*.parquet."""
+    home, _ = home_run
+    done = subprocess.run(
+        [sys.executable, "-m", "nudgeflow.cli", "report", "--home", str(home), "--html", str(tmp_path / "r.html")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / "r.html").read_text().count("<svg") >= 1
