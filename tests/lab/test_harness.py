@@ -183,3 +183,13 @@ def test_mean_ci():
     m, lo, hi = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])
     assert m == 3.0 and lo < 3.0 < hi
     assert np.isclose(hi - m, 2.776 * np.std([1, 2, 3, 4, 5], ddof=1) / np.sqrt(5))
+
+
+def test_gap_bias_table(worlds):
+    from nudgeflow.lab.harness.gap_bias import gap_bias
+
+    table = gap_bias(worlds, seeds=1, users=300, history_days=HISTORY, days=4)
+    assert set(table["bucket"]) <= {"<36h", "36-84h", "84-180h", ">=180h", "first"}
+    assert table["sends"].sum() > 100 and table["null_sends"].sum() > 0
+    for col in ("p_reward", "p_reward_if_positive", "p_reward_if_negative", "p_reward_null"):
+        assert table[col].drop_nulls().is_between(0, 1).all()

@@ -151,3 +151,23 @@ def evaluate_policies(
     )
     print(result["markdown"])
     _progress(f"wrote {target} ({len(result['plots'])} regret plots) in {result['seconds']:.0f}s")
+
+
+@evaluate_app.command("gap-bias")
+def evaluate_gap_bias(
+    home: Path | None = HomeOption,
+    world: str = typer.Option("default", help="Scenario of the simulated worlds."),
+    seeds: int = typer.Option(3, help="Worlds (seeds) pooled."),
+    users: int = typer.Option(1000, help="Users per world."),
+    days: int = typer.Option(28, help="Closed-loop days of the random policy."),
+) -> None:
+    """The reward by gap since the user's previous send, against the truth: P(r=1) given a
+    positive / negative true effect, and the null (the reward of sends with no effect)."""
+    import polars as pl
+
+    from nudgeflow.lab.harness.gap_bias import gap_bias
+
+    root = resolve_home(home, must_exist=False)
+    table = gap_bias(root / "harness_worlds", world=world, seeds=seeds, users=users, days=days)
+    with pl.Config(tbl_cols=20, tbl_width_chars=250, float_precision=3):
+        print(table)

@@ -1,0 +1,75 @@
+"""The reward's error by gap bucket (issue "Decisions that earn more than a rule", step 1).
+
+Does a send soon after the user's previous send score below its true effect? A send after a
+short gap has the previous send's effect in its pre-window, which would lower its measured
+ΔY and teach the policy to wait too long. Measured here against the simulator's truth, on
+the logs of a uniformly random policy (every eligible user gets a random message at a random
+hour every day, so every gap occurs): per bucket of the gap since the user's previous send,
+the sends, their mean true effect, P(reward = 1) overall, given a positive and a negative true
+effect, and for the sends whose true effect is near zero (|true effect| < ``null_band``): the
+reward an ineffective send gets, i.e. the measured null of that bucket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from nudgeflow.decide.action_space import frequency_labels
+from nudgeflow.lab.harness.loop import ensure_world, epoch_us, run_policy
+from nudgeflow.lab.harness.policies import make_policy
+
+
+def gap_bias(
+    root: Path,
+    *,
+    world: str = "default",
+    seeds: int = 3,
+    users: int = 1000,
+    history_days: int = 14,
+    days: int = 28,
+    null_band: float = 0.002,
+) -> pl.DataFrame:
+    """One row per gap bucket (and 'first' for a user's first send), pooled over seeds."""
+    frames = []
+    for seed in range(seeds):
+        home = ensure_world(Path(root), world, seed, users, history_days)
+        run = run_policy(home, make_policy("random"), days)
+        sim, rows = run["sim"], run["loop_sends"]
+        sim.meas.score(epoch_us(sim.first_day + dt.timedelta(days=days)))  # every matured loop send
+        reward = sim.meas.reward[rows]
+        scored = ~np.isnan(reward)
+        acts = sim.meas.send_actions()
+        labels = np.array(frequency_labels(sim.s.frequency_bucket_hours), dtype=object)[acts["bucket"][rows]]
+        labels = np.where(np.isnan(acts["gap"][rows]), "first", labels)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "bucket": labels[scored].tolist(),
+                    "reward": reward[scored],
+                    "true_effect": sim.true_effect[rows][scored],
+                }
+            )
+        )
+    data = pl.concat(frames)
+    te, r = pl.col("true_effect"), pl.col("reward")
+    return (
+        data.group_by("bucket")
+        .agg(
+            sends=pl.len(),
+            mean_true_effect=te.mean(),
+            p_reward=r.mean(),
+            p_reward_if_positive=r.filter(te > 0).mean(),
+            p_reward_if_negative=r.filter(te < 0).mean(),
+            null_sends=(te.abs() < null_band).sum(),
+            p_reward_null=r.filter(te.abs() < null_band).mean(),
+        )
+        .with_columns(
+            discrimination=pl.col("p_reward_if_positive") - pl.col("p_reward_if_negative"),
+            se_null=(pl.col("p_reward_null") * (1 - pl.col("p_reward_null")) / pl.col("null_sends")).sqrt(),
+        )
+        .sort("bucket")
+    )
