@@ -1,5 +1,5 @@
 -- One row per (user_id, channel): the latest valid consent with updated_ts < as_of (ties:
--- the last landed, by _file, _row).
+-- the last landed, by ingest order: load_seq of its file, then _row).
 with consents as (
     select * from {{ ref('base_raw__consents') }}
     where
@@ -7,16 +7,30 @@ with consents as (
         and updated_ts < {{ as_of() }}
 ),
 
+load_order as (
+    select
+        _file,
+        load_seq
+    from {{ ref('stg_raw__landed_files') }}
+    where table_name = 'consents'
+),
+
 latest as (
     select
-        user_id,
-        channel,
-        opted_in,
-        updated_ts
+        consents.user_id,
+        consents.channel,
+        consents.opted_in,
+        consents.updated_ts
     from consents
+    left join load_order
+        on load_order._file = consents._file
     qualify row_number() over (
-        partition by user_id, channel
-        order by updated_ts desc, _file desc, _row desc
+        partition by consents.user_id, consents.channel
+        order by
+            consents.updated_ts desc,
+            load_order.load_seq desc nulls last,
+            consents._file desc,
+            consents._row desc
     ) = 1
 )
 

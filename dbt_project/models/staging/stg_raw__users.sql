@@ -1,6 +1,6 @@
 -- One row per user: the latest valid row known at as_of (updated_ts < as_of, or no
 -- updated_ts). Latest = greatest updated_ts (a row without one is older than any dated row),
--- then the last landed (by _file, _row).
+-- then the last landed (by ingest order: load_seq of its file, then _row).
 with users as (
     select * from {{ ref('base_raw__users') }}
     where
@@ -8,16 +8,30 @@ with users as (
         and (updated_ts is null or updated_ts < {{ as_of() }})
 ),
 
+load_order as (
+    select
+        _file,
+        load_seq
+    from {{ ref('stg_raw__landed_files') }}
+    where table_name = 'users'
+),
+
 latest as (
     select
-        user_id,
-        timezone,
-        country,
-        updated_ts
+        users.user_id,
+        users.timezone,
+        users.country,
+        users.updated_ts
     from users
+    left join load_order
+        on load_order._file = users._file
     qualify row_number() over (
-        partition by user_id
-        order by updated_ts desc nulls last, _file desc, _row desc
+        partition by users.user_id
+        order by
+            users.updated_ts desc nulls last,
+            load_order.load_seq desc nulls last,
+            users._file desc,
+            users._row desc
     ) = 1
 )
 

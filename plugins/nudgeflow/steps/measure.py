@@ -148,6 +148,7 @@ def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | Non
     """dbt build for as-of D 00:00 UTC: event weights, outcomes, treatment effects, action outcomes."""
     settings = load_settings(home)
     nodes = dbt_build(home, settings, as_of(day), progress)
+    from nudgeflow.steps.ingest import accounting
     from nudgeflow.warehouse import connect
 
     with connect(home) as con:  # the goal as a bound value, never pasted into SQL
@@ -155,6 +156,7 @@ def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | Non
             "select count(*) filter (where event_name = ?), max(event_ts) from staging.stg_raw__events",
             [settings.goal_event],
         ).fetchall()[0]
+        rows = accounting(con, progress)  # per table: landed = accepted + quarantined + duplicates
     check_freshness(newest, as_of(day), settings.max_data_age_hours)
     publish_dbt_docs(home, settings, as_of(day))
     if n_goal == 0 and progress:
@@ -162,4 +164,4 @@ def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | Non
             f"warning: the goal event {settings.goal_event!r} occurs in none of the events before {day}: "
             "every send's outcome then rests on proxies (check goal_event in nudgeflow.yml)"
         )
-    return {"dbt_nodes": len(nodes), "goal_events": n_goal}
+    return {"dbt_nodes": len(nodes), "goal_events": n_goal, "accounting": rows}

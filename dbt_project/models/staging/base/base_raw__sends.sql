@@ -1,9 +1,10 @@
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
 -- Every raw send row, typed, with the reason it breaks the contract (null when it does not).
 -- send_id is unique: the first valid row landed with a send_id is kept (an earlier run's row,
--- then by _file, _row) and every later one is a 'duplicate send_id', so a send once accepted
--- (and perhaps already measured) is never replaced. Incremental on _file: each landed file
--- is typed and checked once (landed files never change).
+-- then by ingest order: load_seq of its file, then _row) and every later one is a 'duplicate
+-- send_id', so a send once accepted (and perhaps already measured) is never replaced, not
+-- even by a --full-refresh after a late file whose name sorts first. Incremental on _file:
+-- each landed file is typed and checked once (landed files never change).
 with source as (
     select * from {{ source('raw', 'sends') }}
     {%- if is_incremental() %}
@@ -30,6 +31,14 @@ renamed as (
     from source
 ),
 
+load_order as (
+    select
+        _file,
+        load_seq
+    from {{ ref('stg_raw__landed_files') }}
+    where table_name = 'sends'
+),
+
 accepted_before as (
     {%- if is_incremental() %}
     select distinct send_id from {{ this }}
@@ -49,11 +58,17 @@ checked as (
                 when accepted_before.send_id is not null then 'duplicate send_id'
                 when row_number() over (
                     partition by renamed.send_id
-                    order by renamed.violation is not null, renamed._file, renamed._row
+                    order by
+                        renamed.violation is not null,
+                        load_order.load_seq asc nulls first,
+                        renamed._file asc,
+                        renamed._row asc
                 ) > 1 then 'duplicate send_id'
             end
         ) as reject_reason
     from renamed
+    left join load_order
+        on load_order._file = renamed._file
     left join accepted_before
         on accepted_before.send_id = renamed.send_id
 )
