@@ -48,10 +48,49 @@ sends_by_user as (
     group by sends.user_id
 ),
 
-candidates as (
+-- the pool a control is drawn from: the treated user's cell, or with control_pool 'group' the
+-- cell without its activity bucket; computed on both sides so that the join below is one
+-- equi-join on (feature_date, pool), about cell_size candidates per send (joining the sends
+-- with every user of the day first, then filtering on the cell, grew as sends x users)
+pools as (
+    select
+        feature_date,
+        user_id,
+        user_hash,
+        z_events,
+        z_goals,
+        z_active_days,
+        z_recency,
+        {%- if var('control_pool') == 'group' %}
+        regexp_replace(cell, '/a[0-9]+$', '') as pool
+        {%- else %}
+        cell as pool
+        {%- endif %}
+    from features
+),
+
+treated as (
     select
         to_score.send_id,
+        to_score.user_id,
         to_score.sent_ts,
+        to_score.sent_us,
+        pools.feature_date,
+        pools.pool,
+        pools.z_events,
+        pools.z_goals,
+        pools.z_active_days,
+        pools.z_recency
+    from to_score
+    inner join pools
+        on pools.user_id = to_score.user_id
+        and pools.feature_date = to_score.feature_date
+),
+
+candidates as (
+    select
+        treated.send_id,
+        treated.sent_ts,
         control.user_id as control_user_id,
         control.user_hash as control_user_hash,
         sqrt(
@@ -60,18 +99,11 @@ candidates as (
             + pow(control.z_active_days - treated.z_active_days, 2)
             + pow(control.z_recency - treated.z_recency, 2)
         ) as distance
-    from to_score
-    inner join features as treated
-        on treated.user_id = to_score.user_id
-        and treated.feature_date = to_score.feature_date
-    inner join features as control
+    from treated
+    inner join pools as control
         on control.feature_date = treated.feature_date
-        {%- if var('control_pool') == 'group' %}
-        and regexp_replace(control.cell, '/a[0-9]+$', '') = regexp_replace(treated.cell, '/a[0-9]+$', '')
-        {%- else %}
-        and control.cell = treated.cell
-        {%- endif %}
-        and control.user_id <> to_score.user_id
+        and control.pool = treated.pool
+        and control.user_id <> treated.user_id
     left join sends_by_user
         on sends_by_user.user_id = control.user_id
     where
@@ -79,8 +111,8 @@ candidates as (
         -- RF02 is silenced below: it takes the lambda parameter s for a column
         or not list_bool_or(list_transform(
             sends_by_user.sent_us,
-            lambda s: s >= to_score.sent_us - {{ (var('window_hours') * 3600000000) | int }}  -- noqa: RF02
-            and s < to_score.sent_us + {{ (var('window_hours') * 3600000000) | int }}  -- noqa: RF02
+            lambda s: s >= treated.sent_us - {{ (var('window_hours') * 3600000000) | int }}  -- noqa: RF02
+            and s < treated.sent_us + {{ (var('window_hours') * 3600000000) | int }}  -- noqa: RF02
         ))
 ),
 
