@@ -83,3 +83,12 @@ def test_parse_date():
     for bad in ("2026-1-9", "tomorrow", "2026-13-01"):
         with pytest.raises(NudgeflowError):
             parse_date(bad)
+
+
+def test_an_empty_home_is_a_one_line_message(tmp_path):
+    """No landed data at all: the run says there is nothing to plan from (the freshness check),
+    no traceback."""
+    done = nudgeflow("run", "--home", str(tmp_path), "--date", "2026-01-19")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # after the progress lines: the error, one line
+    assert last.startswith("error: no events landed before 2026-01-19 00:00 UTC"), done.stderr
