@@ -74,7 +74,12 @@ def test_report_figures(world):
         assert lo <= mean <= hi
     from nudgeflow.lab.truth import truth_figures
 
-    assert 0 <= truth_figures(home)["sign_agreement"]["share"] <= 1
+    truth = truth_figures(home, days=LOOP)
+    assert 0 <= truth["sign_agreement"]["share"] <= 1
+    assert 0 <= truth["reward"]["p_if_negative"] <= 1 and 0 <= truth["reward"]["p_if_positive"] <= 1
+    lift = truth["true_lift"]
+    assert lift["holdout"][0] == 0  # the holdout gets no sends, so no true increment
+    assert lift["agentic"][1] <= lift["agentic"][0] <= lift["agentic"][2]
 
 
 def test_explain_replays_a_scheduled_decision(world):
