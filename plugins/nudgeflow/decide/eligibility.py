@@ -103,12 +103,21 @@ def eligibility(
     spacing_ok = ~np.isnan(send_at_s) & ~(gap_hours < rules.min_hours_between_sends)
     if next_send_s is not None:
         spacing_ok &= ~((next_send_s[:, None] - send_at_s) / 3600.0 < rules.min_hours_between_sends)
-    t = send_at_s[:, None, :]
+    # validity depends only on the instants, which users of one time zone share: compare per
+    # distinct row of instants (Z x M x H), then spread to the users
+    rows, inverse = np.unique(np.nan_to_num(send_at_s, nan=-1.0), axis=0, return_inverse=True)
+    t = np.where(rows < 0, np.nan, rows)[:, None, :]
     valid = active[None, :, None] & ~(t < valid_from_s[None, :, None]) & ~(t >= valid_to_s[None, :, None])
-    repeat_ok = ~(t - last_message_s[:, :, None] < rules.min_days_before_repeat * 86400.0)
-    if next_message_s is not None:
-        repeat_ok &= ~(next_message_s[:, :, None] - t < rules.min_days_before_repeat * 86400.0)
-    eligible = reachable[:, :, None] & valid & repeat_ok & spacing_ok[:, None, :]
+    eligible = reachable[:, :, None] & valid[inverse.reshape(-1)] & spacing_ok[:, None, :]
+    # the repeat rule, only where the user has a recent (or a later scheduled) send of the message
+    repeat = rules.min_days_before_repeat * 86400.0
+    for other, before in ((last_message_s, True), (next_message_s, False)):
+        if other is None:
+            continue
+        u, m = np.nonzero(~np.isnan(other))
+        if len(u):
+            gap = send_at_s[u, :] - other[u, m][:, None] if before else other[u, m][:, None] - send_at_s[u, :]
+            eligible[u, m, :] &= ~(gap < repeat)
     if rules.max_sends_per_day < 1:
         eligible[:] = False
     return eligible, gap_hours
