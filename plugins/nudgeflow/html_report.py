@@ -21,20 +21,15 @@ import html
 import math
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import polars as pl
 
 from nudgeflow.config import NudgeflowError, load_settings
 from nudgeflow.intervals import event_weight_intervals, relative_increase, share_difference
 from nudgeflow.svg import bars, lines
-from nudgeflow.warehouse import published_path, table_exists
+from nudgeflow.warehouse import connect, published_path, read, table_exists
 
 LEVEL = 0.99
-
-
-def _q(con, sql: str, params=None) -> pl.DataFrame:
-    return con.sql(sql, params=params).pl()
 
 
 def _ci(v: tuple[float, float, float], pct: bool = True) -> str:
@@ -47,7 +42,7 @@ def _ci(v: tuple[float, float, float], pct: bool = True) -> str:
 
 def table_one(con, goal: str, intent: str | None, start: dt.date, end: dt.date) -> dict:
     """Per user over [start, end): had an intent event, had a conversion, GMV; agentic vs holdout."""
-    per_user = _q(
+    per_user = read(
         con,
         """
         select u.is_holdout,
@@ -75,14 +70,12 @@ def figures(home: Path, days: int = 14, replicates: int = 200) -> dict:
     if not path.exists():
         raise NudgeflowError(f"no published warehouse in {home}: run `nudgeflow run` first")
     settings = load_settings(home)
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        con.execute("set TimeZone = 'UTC'")
+    with connect(home, published=True) as con:
         last = con.execute("select max(event_ts)::date + 1 from staging.stg_raw__events").fetchall()[0][0]
         if last is None:
             raise NudgeflowError(f"no events in {home} yet: nothing to report")
         start = last - dt.timedelta(days=days)
-        weights = _q(con, "select event_name, is_goal, weight from marts.event_weights order by weight desc")
+        weights = read(con, "select event_name, is_goal, weight from marts.event_weights order by weight desc")
         proxies = weights.filter(~pl.col("is_goal"))
         intent = proxies["event_name"][0] if proxies.height else None
         f: dict = {
@@ -94,39 +87,37 @@ def figures(home: Path, days: int = 14, replicates: int = 200) -> dict:
             "intent": intent,
         }
         f["table_one"] = table_one(con, settings.goal_event, intent, start, last)
-        f["daily"] = _q(con, "select * from marts.daily_lift where event_date >= ? order by event_date", [start])
-        f["channels"] = _q(
+        f["daily"] = read(con, "select * from marts.daily_lift where event_date >= ? order by event_date", [start])
+        f["channels"] = read(
             con,
             "select channel, sum(scored_sends) as scored, sum(mean_delta_y * scored_sends) / sum(scored_sends) "
             "as mean_delta_y, sum(reward_share * scored_sends) / sum(scored_sends) as reward_share "
             "from marts.channel_effects where send_date >= ? and scored_sends > 0 group by channel order by channel",
             [start],
         )
-        strata = _q(con, "select * from marts.event_weight_strata")
+        strata = read(con, "select * from marts.event_weight_strata")
         f["weights"] = (
             event_weight_intervals(strata, settings.goal_event, replicates, settings.seed) if strata.height else []
         )
-        f["effects"] = _q(con, "select delta_y from marts.send_outcomes where is_scored")["delta_y"].to_numpy()
+        f["effects"] = read(con, "select delta_y from marts.send_outcomes where is_scored")["delta_y"].to_numpy()
         f["posteriors"] = _posterior_paths(con) if table_exists(con, "decide", "posteriors") else None
         if table_exists(con, "main", "send_schedule"):
-            f["messages"] = _q(
+            f["messages"] = read(
                 con, "select message_id, count(*) as n from send_schedule group by 1 order by n desc, 1 limit 15"
             )
-            f["hours"] = _q(
+            f["hours"] = read(
                 con,
                 "select cast(json_extract_string(actions, '$.send_hour') as integer) as hour, "
                 "count(*) as n from send_schedule group by 1 order by 1",
             )
         else:
             f["messages"] = f["hours"] = pl.DataFrame({"n": []})
-    finally:
-        con.close()
     return f
 
 
 def _posterior_paths(con) -> dict:
     """Posterior mean of each channel over the planned dates, for five users (stable choice)."""
-    frame = _q(
+    frame = read(
         con,
         """
         with sample as (

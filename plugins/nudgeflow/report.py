@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from nudgeflow.config import NudgeflowError, load_settings
 from nudgeflow.plugins import plugins
-from nudgeflow.warehouse import published_path
+from nudgeflow.warehouse import connect, published_path
 
 Z95 = 1.959963984540054
 
@@ -44,12 +43,9 @@ def lift_figures(home: Path, days: int = 14) -> dict:
     agentic vs holdout."""
     home = Path(home)
     settings = load_settings(home)
-    con = duckdb.connect()
-    try:
-        con.execute("set TimeZone = 'UTC'")
-        con.execute(f"attach '{published_path(home)}' as wh (read_only)")
+    with connect(home, published=True) as con:
         end, n_goal = con.execute(
-            "select max(event_ts)::date + 1, count(*) filter (where event_name = ?) from wh.staging.stg_raw__events",
+            "select max(event_ts)::date + 1, count(*) filter (where event_name = ?) from staging.stg_raw__events",
             [settings.goal_event],
         ).fetchall()[0]
         if end is None:
@@ -58,20 +54,18 @@ def lift_figures(home: Path, days: int = 14) -> dict:
             """
             with window_events as (
                 select user_id, value
-                from wh.staging.stg_raw__events
+                from staging.stg_raw__events
                 where event_name = $goal and event_ts >= $end::date - $days::int and event_ts < $end::date
             )
             select u.user_id, u.is_holdout,
                    count(e.user_id)::double as goal_events,
                    coalesce(sum(e.value), 0)::double as gmv
-            from wh.marts.user_features as u
+            from marts.user_features as u
             left join window_events as e using (user_id)
             group by all
             """,
             params={"goal": settings.goal_event, "end": end, "days": days},
         ).pl()
-    finally:
-        con.close()
     agentic = per_user.filter(~pl.col("is_holdout"))
     holdout = per_user.filter(pl.col("is_holdout"))
     figures = {

@@ -82,16 +82,16 @@ def _remove_stale_temporaries(path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-# The result tables BI reads, published as Parquet beside the copy (docs/bi.md): name -> query
+# The result tables BI reads, published as Parquet beside the copy (docs/bi.md):
+# file name -> (schema, table, the rows published)
 PUBLISHED_TABLES = {
-    "send_schedule": "select * from main.send_schedule",
-    "send_outcomes": "select * from marts.send_outcomes",
-    "event_weights": "select * from marts.event_weights",
-    "daily_lift": "select * from marts.daily_lift",
-    "channel_effects": "select * from marts.channel_effects",
+    "send_schedule": ("main", "send_schedule", "true"),
+    "send_outcomes": ("marts", "send_outcomes", "true"),
+    "event_weights": ("marts", "event_weights", "true"),
+    "daily_lift": ("marts", "daily_lift", "true"),
+    "channel_effects": ("marts", "channel_effects", "true"),
     # the posteriors of the latest planned date only (users x actions rows)
-    "action_posteriors": "select * from decide.posteriors "
-    "where schedule_date = (select max(schedule_date) from decide.posteriors)",
+    "action_posteriors": ("decide", "posteriors", "schedule_date = (select max(schedule_date) from decide.posteriors)"),
 }
 
 
@@ -105,10 +105,10 @@ def publish(home: Path) -> Path:
     # from the live file (this process holds the home's lock): a reader of the old copy in this
     # same process would otherwise be handed DuckDB's cached instance of the old file
     with connect(home) as con:
-        for name, query in PUBLISHED_TABLES.items():
-            schema, table = query.split(" from ")[1].split(" ")[0].split(".")
+        for name, (schema, table, rows) in PUBLISHED_TABLES.items():
             if not table_exists(con, schema, table):
                 continue
+            query = f"select * from {schema}.{table} where {rows}"
             out = target.parent / f"{name}.parquet"
             _remove_stale_temporaries(out)
             part = out.with_name(f".{out.name}.{os.getpid()}.tmp")

@@ -29,6 +29,9 @@ from pathlib import Path
 
 import duckdb
 
+from nudgeflow.timezones import known_timezones
+from nudgeflow.warehouse import connect, table_exists
+
 # Contract columns per landing table: (name, required).
 COLUMNS: dict[str, list[tuple[str, bool]]] = {
     "events": [("event_id", False), ("user_id", True), ("event_name", True), ("event_ts", True), ("value", False)],
@@ -144,7 +147,6 @@ def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
         anti join raw.landed_files as l on l.table_name = i.table_name and l._file = i._file"""
     )
     # the zones both DuckDB and Python know and agree on: one resolver for SQL and Python
-    from nudgeflow.timezones import known_timezones
 
     names = known_timezones(con)
     con.execute("create or replace table raw.timezones (name varchar)")
@@ -531,7 +533,6 @@ def ingest(
 
 def step_ingest(home: Path, day, progress: Callable[[str], None] | None = None) -> dict:
     """Load newly landed files into raw.*; bad files are quarantined, never block the rest."""
-    from nudgeflow.warehouse import connect
 
     with connect(home) as con:
         report = ingest(con, Path(home) / "landing", progress)
@@ -574,7 +575,6 @@ def accounting(con: duckdb.DuckDBPyConnection, progress: Callable[[str], None] |
     accepted rows include those read with a fail-safe note ('kept' in marts.quarantine,
     counted again in ``accepted_with_note``). Files refused as a whole are counted apart
     (their rows could not be read). Prints one line per table when ``progress`` is given."""
-    from nudgeflow.warehouse import table_exists
 
     if not table_exists(con, "marts", "quarantine"):
         return {}

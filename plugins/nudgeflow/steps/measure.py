@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nudgeflow.config import DBT_PROJECT_DIR, NudgeflowError, Settings, as_of, load_settings, warehouse_path
+from nudgeflow.steps.ingest import accounting
+from nudgeflow.warehouse import connect
 
 
 def dbt_args(command: str, home: Path, settings: Settings, *extra: str) -> list[str]:
@@ -148,8 +150,6 @@ def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | Non
     """dbt build for as-of D 00:00 UTC: event weights, outcomes, treatment effects, action outcomes."""
     settings = load_settings(home)
     nodes = dbt_build(home, settings, as_of(day), progress)
-    from nudgeflow.steps.ingest import accounting
-    from nudgeflow.warehouse import connect
 
     with connect(home) as con:  # the goal as a bound value, never pasted into SQL
         n_goal, newest = con.execute(
