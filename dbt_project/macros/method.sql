@@ -60,6 +60,44 @@
     end
 {%- endmacro %}
 
+{#- The bins of the gap since the user's previous send that the gap adjustment uses: within
+    the pre window, [0, b), [b, 2b), ... of width b = gap_bin_hours (the last one cut at
+    window_hours), labelled '0-12h', '12-24h', ...; 'none' when no send is in the pre window. -#}
+{% macro gap_bin_labels() -%}
+    {%- set width = var('gap_bin_hours') | float -%}
+    {%- set window = var('window_hours') | float -%}
+    {%- set labels = [] -%}
+    {%- for i in range((window / width) | round(0, 'ceil') | int) -%}
+        {%- do labels.append('%g' | format(i * width) ~ '-' ~ '%g' | format([(i + 1) * width, window] | min) ~ 'h') -%}
+    {%- endfor -%}
+    {%- do labels.append('none') -%}
+    {{ return(labels) }}
+{%- endmacro %}
+
+{#- The gap bin of a send at t from the hours since the user's previous send (null: none). -#}
+{% macro gap_bin(gap_hours) -%}
+    {%- set width = var('gap_bin_hours') | float -%}
+    {%- set labels = gap_bin_labels() -%}
+    case
+        when {{ gap_hours }} is null or {{ gap_hours }} >= {{ var('window_hours') }} then 'none'
+    {%- for label in labels[:-1] %}
+        when {{ gap_hours }} < {{ (loop.index * width) }} then '{{ label }}'
+    {%- endfor %}
+        else 'none'
+    end
+{%- endmacro %}
+
+{#- The distance of coarsened exact matching inside a cell: Euclidean, on the four z-scores of
+    int_user_features__dated, between the rows a and b. -#}
+{% macro feature_distance(a, b) -%}
+    sqrt(
+        pow({{ a }}.z_events - {{ b }}.z_events, 2)
+        + pow({{ a }}.z_goals - {{ b }}.z_goals, 2)
+        + pow({{ a }}.z_active_days - {{ b }}.z_active_days, 2)
+        + pow({{ a }}.z_recency - {{ b }}.z_recency, 2)
+    )
+{%- endmacro %}
+
 {#- Decayed outcomes of eq. (1) of the paper around each send time t, for the (send_id, user_id,
     sent_ts, weights_as_of) rows of the relation or CTE `pairs`, over the events of
     int_events__in_windows weighted by event_weights_history:

@@ -141,6 +141,26 @@ class Settings:
         1000, "controls: the k nearest on features and Y_pre among this many (0: features only)", ge=0
     )
     pre_match_weight: float = setting(4.0, "weight of the standardised Y_pre difference in that distance", ge=0)
+    placebo_sends: int = setting(
+        5000,
+        "per run, this many of the batch's sends get a placebo: a user not messaged at that time, "
+        "measured like a send (the gap adjustment and the null reward; 0: none)",
+        ge=0,
+    )
+    gap_bin_hours: float = setting(
+        12,
+        "width of the bins of the gap since the previous send, within the pre window, that the gap adjustment uses",
+        unit="hours",
+        gt=0,
+    )
+    null_window_days: int = setting(
+        28, "the gap adjustment and the null reward pool the placebos of this many days", unit="days", ge=1
+    )
+    gap_bias_shrinkage: float = setting(
+        10,
+        "the gap adjustment of a bin is its placebos' summed ΔY / (their number + this): thin bins shrink to 0",
+        ge=0,
+    )
     report_window_days: int = setting(
         56, "days of history in the BI marts daily_lift and channel_effects", unit="days", ge=1
     )

@@ -63,6 +63,12 @@ def test_in_memory_reward_equals_dbt(tmp_path, overrides):
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     dbt_out = con.sql("select send_id, reward, delta_y, n_controls from marts.send_outcomes").pl()
     dbt_actions = con.sql("select * from marts.action_outcomes").pl()
+    dbt_placebos = con.sql("select user_id, sent_ts, gap_bin, delta_y_unadjusted from marts.placebo_outcomes").pl()
+    dbt_adjust = dict(
+        con.sql(
+            "select gap_bin, adjustment from marts.gap_adjustments where weights_as_of = ?", params=[as_of]
+        ).fetchall()
+    )
     con.close()
 
     world = load_world(home)
@@ -92,6 +98,25 @@ def test_in_memory_reward_equals_dbt(tmp_path, overrides):
     assert (joined["reward"].cast(pl.Float64) == joined["r"]).all()
     assert (joined["n_controls"] == joined["nc"]).all()
     assert np.allclose(joined["delta_y"].to_numpy(), joined["dy"].to_numpy(), atol=1e-9, equal_nan=True)
+    # the placebos (same users, times and gap bins) and the gap adjustments of the last run
+    p = m.placebos
+    mine_p = pl.DataFrame(
+        {
+            "user_id": np.array(m.user_ids, dtype=object)[p["u"]].tolist(),
+            "sent_ts": pl.Series(p["t"]).cast(pl.Datetime("us")),
+            "gap_bin": np.array(m.gap_bins, dtype=object)[p["bin"]].tolist(),
+            "d": p["delta"],
+        }
+    )
+    # a user can be the placebo of several sends at the same time: compare sorted multisets
+    key = ["user_id", "sent_ts", "gap_bin"]
+    theirs = dbt_placebos.rename({"delta_y_unadjusted": "d"}).sort(key)
+    mine_p = mine_p.sort(key)
+    assert theirs.height > 50 and theirs.select(key).equals(mine_p.select(key))
+    assert np.allclose(theirs["d"].to_numpy(), mine_p["d"].to_numpy(), atol=1e-9, equal_nan=True)
+    assert set(dbt_adjust) == set(m.gap_bins)
+    assert np.allclose([dbt_adjust[b] for b in m.gap_bins], m.adjustment, atol=1e-9)
+    assert np.abs(m.adjustment).max() > 0
 
     # action_outcomes: plain counts and the counts with forgetting (evidence_half_life_days)
     key = ["user_id", "action_set", "action"]

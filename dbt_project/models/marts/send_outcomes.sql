@@ -5,7 +5,8 @@
 ) }}
 -- The method, explained once: docs block method_treatment_effect (models/method.md).
 -- Step 3: the individual treatment effect of every matured send, difference in differences
--- (eq. 2): delta_y = (Y_post^T - Y_pre^T) - mean over controls of (Y_post^C - Y_pre^C);
+-- (eq. 2) less the gap adjustment of the send's weights date and gap bin (gap_adjustments):
+--   delta_y = (Y_post^T - Y_pre^T) - mean over controls of (Y_post^C - Y_pre^C) - adjustment
 -- reward = 1 if delta_y > 0 else 0. A send is scored when it has at least min_controls
 -- controls (and always at least one); an unscored send keeps reward null.
 -- Incremental, append-only on send_id: each run adds the sends of int_sends__to_score
@@ -17,21 +18,16 @@ with to_score as (
     {%- endif %}
 ),
 
-treated as (
-    select * from {{ ref('int_sends__outcomes_treated') }}
-),
-
-controls as (
-    select
-        send_id,
-        count(*) as n_controls,
-        avg(y_pre) as control_y_pre,
-        avg(y_post) as control_y_post
-    from {{ ref('int_sends__outcomes_controls') }}
-    group by send_id
-),
-
 differences as (
+    select * from {{ ref('int_sends__differences') }}
+    where not is_placebo
+),
+
+adjustments as (
+    select * from {{ ref('gap_adjustments') }}
+),
+
+rewarded as (
     select
         to_score.send_id,
         to_score.user_id,
@@ -40,41 +36,30 @@ differences as (
         to_score.sent_ts,
         to_score.matured_at,
         to_score.weights_as_of,
-        treated.y_pre,
-        treated.y_post,
-        coalesce(controls.n_controls, 0) as n_controls,
-        controls.control_y_pre,
-        controls.control_y_post,
-        treated.y_post - treated.y_pre as delta_y_treated,
-        controls.control_y_post - controls.control_y_pre as delta_y_control,
-        coalesce(controls.n_controls, 0) >= greatest({{ var('min_controls') }}, 1) as is_scored
+        cast(differences.y_pre as double) as y_pre,
+        cast(differences.y_post as double) as y_post,
+        cast(differences.n_controls as integer) as n_controls,
+        cast(differences.control_y_pre as double) as control_y_pre,
+        cast(differences.control_y_post as double) as control_y_post,
+        cast(differences.delta_y_treated as double) as delta_y_treated,
+        cast(differences.delta_y_control as double) as delta_y_control,
+        differences.gap_bin,
+        cast(differences.delta_y_unadjusted as double) as delta_y_unadjusted,
+        cast(coalesce(adjustments.adjustment, 0.0) as double) as gap_adjustment,
+        cast(differences.delta_y_unadjusted - coalesce(adjustments.adjustment, 0.0) as double) as delta_y,
+        cast(
+            case
+                when differences.is_scored
+                    then differences.delta_y_unadjusted - coalesce(adjustments.adjustment, 0.0) > 0
+            end as integer
+        ) as reward,
+        differences.is_scored
     from to_score
-    inner join treated
-        on treated.send_id = to_score.send_id
-    left join controls
-        on controls.send_id = to_score.send_id
-),
-
-rewarded as (
-    select
-        send_id,
-        user_id,
-        message_id,
-        channel,
-        sent_ts,
-        matured_at,
-        weights_as_of,
-        cast(y_pre as double) as y_pre,
-        cast(y_post as double) as y_post,
-        cast(n_controls as integer) as n_controls,
-        cast(control_y_pre as double) as control_y_pre,
-        cast(control_y_post as double) as control_y_post,
-        cast(delta_y_treated as double) as delta_y_treated,
-        cast(delta_y_control as double) as delta_y_control,
-        cast(delta_y_treated - delta_y_control as double) as delta_y,
-        cast(case when is_scored then delta_y_treated - delta_y_control > 0 end as integer) as reward,
-        is_scored
-    from differences
+    inner join differences
+        on differences.send_id = to_score.send_id
+    left join adjustments
+        on adjustments.weights_as_of = to_score.weights_as_of
+        and adjustments.gap_bin = differences.gap_bin
 )
 
 select * from rewarded

@@ -9,6 +9,8 @@ used only to key random draws.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
 
@@ -17,6 +19,13 @@ def frequency_labels(edges) -> list[str]:
     """Bucket names for gap edges in hours, e.g. [36, 84, 180] -> <36h, 36-84h, 84-180h, >=180h."""
     edges = [int(e) for e in edges]
     return [f"<{edges[0]}h"] + [f"{a}-{b}h" for a, b in zip(edges, edges[1:])] + [f">={edges[-1]}h"]
+
+
+def gap_bin_labels(window_hours: float, bin_hours: float) -> list[str]:
+    """The gap bins of the gap adjustment (the dbt macro gap_bin_labels): [0, b), [b, 2b), ...
+    inside the pre window (the last cut at window_hours), then 'none' (no send in it)."""
+    n = math.ceil(window_hours / bin_hours)
+    return [f"{i * bin_hours:g}-{min((i + 1) * bin_hours, window_hours):g}h" for i in range(n)] + ["none"]
 
 
 def gap_bucket(gap_hours: np.ndarray, edges) -> np.ndarray:

@@ -26,7 +26,9 @@ def simulate(
     history_days: int = typer.Option(14, "--days", help="Days of history (legacy sender) of a new world."),
     start: str = typer.Option("2026-01-05", help="First day of history (YYYY-MM-DD)."),
     seed: int = typer.Option(0, help="Random seed of the world."),
-    scenario: str = typer.Option("default", help="default, strong_seasonality, drift, fatigue, many_labels."),
+    scenario: str = typer.Option(
+        "default", help="default, strong_seasonality, drift, fatigue, many_labels, lookalike."
+    ),
     deliver: bool = typer.Option(False, "--deliver", help="Deliver the schedule of --date and simulate that day."),
     date: str | None = typer.Option(None, "--date", help="With --deliver: the day to simulate (YYYY-MM-DD)."),
 ) -> None:
@@ -127,7 +129,10 @@ def evaluate_policies(
     seeds: int = typer.Option(5, help="Seeds (worlds) per scenario; intervals are over seeds."),
     days: int = typer.Option(28, help="Closed-loop days per run."),
     history_days: int = typer.Option(14, help="Days of legacy history of each world."),
-    worlds: str = typer.Option("default,drift,fatigue,many_labels", help="Comma-separated scenarios."),
+    worlds: str = typer.Option(
+        "default,drift,fatigue,many_labels",
+        help="Comma-separated scenarios (also strong_seasonality, lookalike).",
+    ),
     policies: str = typer.Option("", help="Comma-separated policies (default: per world, see docs/policies.md)."),
     jobs: int = typer.Option(2, help="Parallel processes (one (world, seed) each)."),
 ) -> None:

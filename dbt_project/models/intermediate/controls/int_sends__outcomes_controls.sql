@@ -7,7 +7,8 @@
 -- model keeps, per send, the k candidates nearest on
 --   distance^2 + pre_match_weight * ((Y_pre(control) - Y_pre(treated)) / sd)^2
 -- (distance: the features' Euclidean distance; sd: standard deviation of Y_pre over the
--- candidates of all sends at the same t; ties by the candidate's rank), so that the controls
+-- candidates of all sends at the same t, placebos apart, so that placebos leave the sends'
+-- outcomes as they were; ties by the candidate's rank), so that the controls
 -- also had the treated user's outcome in the pre window: their change then carries the same
 -- regression to the mean as the treated user's, which the difference in differences removes.
 with controls as (
@@ -17,10 +18,11 @@ with controls as (
         controls.sent_ts,
         controls.distance,
         controls.control_rank,
-        to_score.weights_as_of
+        to_measure.weights_as_of,
+        to_measure.is_placebo
     from {{ ref('int_sends__controls') }} as controls
-    inner join {{ ref('int_sends__to_score') }} as to_score
-        on to_score.send_id = controls.send_id
+    inner join {{ ref('int_sends__to_measure') }} as to_measure
+        on to_measure.send_id = controls.send_id
 ),
 
 outcomes as (
@@ -41,7 +43,7 @@ scored as (
         controls.distance,
         controls.control_rank,
         treated_outcomes.y_pre as treated_y_pre,
-        stddev_pop(outcomes.y_pre) over (partition by controls.sent_ts) as pre_sd
+        stddev_pop(outcomes.y_pre) over (partition by controls.sent_ts, controls.is_placebo) as pre_sd
     from outcomes
     inner join controls
         on controls.send_id = outcomes.send_id

@@ -69,7 +69,7 @@ import numpy as np
 import polars as pl
 
 from nudgeflow.config import Settings
-from nudgeflow.decide.action_space import frequency_labels, gap_bucket
+from nudgeflow.decide.action_space import frequency_labels, gap_bin_labels, gap_bucket
 from nudgeflow.intervals import mh_event_weights
 
 US = 1_000_000
@@ -143,6 +143,13 @@ class Measurement:
         self.scored_at = np.zeros(0, dtype=np.int64)  # as_of (us) the send was measured, -1
         self.delta_y = np.zeros(0)
         self.n_controls = np.zeros(0, dtype=np.int64)
+        self.send_ids: list[str] = []
+        self.send_hash: list[str] = []
+        # placebo_outcomes: u, t (us), bin (index into gap_bin_labels), delta (unadjusted), scored
+        self.placebos = Log()
+        self.gap_bins = gap_bin_labels(self.s.window_hours, self.s.gap_bin_hours)
+        self.adjustment = np.zeros(len(self.gap_bins))  # gap_adjustments of the last score()
+        self.gap_adjustment = np.zeros(0)  # per send: the adjustment subtracted when scored
         self.features: dict | None = None
         self._ev_sorted = None
         self._send_sorted = None
@@ -165,16 +172,21 @@ class Measurement:
         )
         self._ev_sorted = None
 
-    def add_sends(self, u, m, c, t_us) -> np.ndarray:
-        """Append sends; returns their row numbers in the send log."""
+    def add_sends(self, u, m, c, t_us, ids=None) -> np.ndarray:
+        """Append sends; returns their row numbers in the send log. ``ids``: their send_id
+        (which sends get a placebo depends on md5(send_id)); by default 'h<row>'."""
         start = len(self.sends)
         u = np.asarray(u, dtype=np.int64)
+        ids = [f"h{start + i:09d}" for i in range(len(u))] if ids is None else [str(x) for x in ids]
+        self.send_ids.extend(ids)
+        self.send_hash.extend(md5_hex(ids))
         self.sends.append(
             u=u, m=np.asarray(m, dtype=np.int64), c=np.asarray(c, dtype=np.int64), t=np.asarray(t_us, dtype=np.int64)
         )
         k = len(u)
         self.reward = np.concatenate([self.reward, np.full(k, np.nan)])
         self.delta_y = np.concatenate([self.delta_y, np.full(k, np.nan)])
+        self.gap_adjustment = np.concatenate([self.gap_adjustment, np.zeros(k)])
         self.scored_at = np.concatenate([self.scored_at, np.full(k, -1, dtype=np.int64)])
         self.n_controls = np.concatenate([self.n_controls, np.zeros(k, dtype=np.int64)])
         self._send_sorted = None
@@ -362,6 +374,9 @@ class Measurement:
         weights are those of its weights date (the first midnight at or after its maturity,
         capped at as_of) and its controls are matched on the features of its send day
         (behaviour before the send), so an outcome does not depend on the run that measured it.
+        With controls, the placebos of the batch (int_sends__placebos) are measured the same
+        way, and every send's delta_y is less the gap adjustment of its gap bin
+        (gap_adjustments over the placebos of the last null_window_days).
         """
         s = self.s
         win = int(round(s.window_hours * HOUR_US))
@@ -372,52 +387,172 @@ class Measurement:
         tu, tt = self.sends["u"][todo], st[todo]
         matured = tt + win
         wdate = np.minimum(np.where(matured % DAY_US == 0, matured, (matured // DAY_US + 1) * DAY_US), as_of_us)
-        codes = len(self.event_names)
-        w_pair = np.zeros((len(todo), codes))
-        for d in np.unique(wdate):
-            w_pair[wdate == d] = self.weights_at(int(d))
         self.weights = self.weights_at(as_of_us)
-        y_pre, y_post = self._decayed(tu, tt, w_pair)
-        d_t = y_post - y_pre
+        bins = self._gap_bin(self.send_actions()["gap"][todo])
         if self.controls:
-            # int_sends__controls: the candidates of each send (blocks: one matrix per (send
-            # day, cell), a row per send, a column per control_rank, -1 past its candidates)
-            sends_c, users_c, dist_c, blocks = [], [], [], []
-            n_pairs = 0
-            sday = (tt // DAY_US) * DAY_US
-            for d in np.unique(sday):
-                rows = np.nonzero(sday == d)[0]
-                c_s, c_u, c_d, c_blocks = self._controls(todo[rows], self.features_at(int(d)), as_of_us)
-                sends_c.append(rows[c_s])
-                users_c.append(c_u)
-                dist_c.append(c_d)
-                blocks += [(rows[r], np.where(idx >= 0, idx + n_pairs, -1)) for r, idx in c_blocks]
-                n_pairs += len(c_s)
-            ctrl_send, ctrl_user, dist = (np.concatenate(x) for x in (sends_c, users_c, dist_c))
-            # decayed outcomes of each distinct (candidate, send time) once
-            _, t_grp = np.unique(tt, return_inverse=True)
-            pair_key = t_grp[ctrl_send] * np.int64(self.n) + ctrl_user
-            _, first, inv = np.unique(pair_key, return_index=True, return_inverse=True)
-            p_pre, p_post = self._decayed(ctrl_user[first], tt[ctrl_send[first]], w_pair[ctrl_send[first]])
-            c_pre, c_post = p_pre[inv], p_post[inv]
-            if self.pre_match_candidates > 0 and len(ctrl_send):
-                keep = self._pre_match(blocks, t_grp[ctrl_send], dist, c_pre, y_pre[ctrl_send])
-                ctrl_send, c_pre, c_post = ctrl_send[keep], c_pre[keep], c_post[keep]
-            n_c = np.bincount(ctrl_send, minlength=len(todo))
-            c_d = np.bincount(ctrl_send, weights=c_post - c_pre, minlength=len(todo))
-            d_c = np.where(n_c > 0, c_d / np.maximum(n_c, 1), np.nan)
-            scored = n_c >= max(s.min_controls, 1)
-            delta = d_t - d_c
+            delta, n_c, scored = self._measure(tu, tt, wdate, as_of_us)
+            src, pu = self._placebos(todo, bins, wdate, as_of_us)
+            if len(src):
+                p_delta, _, p_scored = self._measure(pu, tt[src], wdate[src], as_of_us)
+                self.placebos.append(u=pu, t=tt[src], bin=bins[src], delta=p_delta, scored=p_scored)
+            adj = np.zeros(len(todo))
+            for d in np.unique(wdate):
+                adj[wdate == d] = self.gap_adjustments(int(d))[bins[wdate == d]]
+            self.adjustment = self.gap_adjustments(as_of_us)
+            delta = delta - adj
         else:
+            y_pre, y_post = self._decayed(tu, tt, self._weights_of(wdate))
             n_c = np.zeros(len(todo), dtype=np.int64)
             scored = np.ones(len(todo), dtype=bool)
-            delta = d_t
+            delta = y_post - y_pre
+            adj = np.zeros(len(todo))
         self.delta_y[todo] = delta
+        self.gap_adjustment[todo] = adj
         self.n_controls[todo] = n_c
         self.reward[todo] = np.where(scored, (delta > 0).astype(float), np.nan)
         self.scored_at[todo] = as_of_us
         self._actions = None
         return todo
+
+    def _weights_of(self, wdate: np.ndarray) -> np.ndarray:
+        w_pair = np.zeros((len(wdate), len(self.event_names)))
+        for d in np.unique(wdate):
+            w_pair[wdate == d] = self.weights_at(int(d))
+        return w_pair
+
+    def _measure(self, tu: np.ndarray, tt: np.ndarray, wdate: np.ndarray, as_of_us: int):
+        """int_sends__differences for (user, time, weights date) rows of one kind (sends, or
+        placebos: the pre-match sd is taken per kind): (delta_y_unadjusted, n_controls, scored)."""
+        s = self.s
+        w_pair = self._weights_of(wdate)
+        y_pre, y_post = self._decayed(tu, tt, w_pair)
+        d_t = y_post - y_pre
+        # int_sends__controls: the candidates of each row (blocks: one matrix per (send day,
+        # cell), a row per send, a column per control_rank, -1 past its candidates)
+        sends_c, users_c, dist_c, blocks = [], [], [], []
+        n_pairs = 0
+        sday = (tt // DAY_US) * DAY_US
+        for d in np.unique(sday):
+            rows = np.nonzero(sday == d)[0]
+            c_s, c_u, c_d, c_blocks = self._controls(tu[rows], tt[rows], self.features_at(int(d)), as_of_us)
+            sends_c.append(rows[c_s])
+            users_c.append(c_u)
+            dist_c.append(c_d)
+            blocks += [(rows[r], np.where(idx >= 0, idx + n_pairs, -1)) for r, idx in c_blocks]
+            n_pairs += len(c_s)
+        ctrl_send, ctrl_user, dist = (np.concatenate(x) for x in (sends_c, users_c, dist_c))
+        # decayed outcomes of each distinct (candidate, send time) once
+        _, t_grp = np.unique(tt, return_inverse=True)
+        pair_key = t_grp[ctrl_send] * np.int64(self.n) + ctrl_user
+        _, first, inv = np.unique(pair_key, return_index=True, return_inverse=True)
+        p_pre, p_post = self._decayed(ctrl_user[first], tt[ctrl_send[first]], w_pair[ctrl_send[first]])
+        c_pre, c_post = p_pre[inv], p_post[inv]
+        if self.pre_match_candidates > 0 and len(ctrl_send):
+            keep = self._pre_match(blocks, t_grp[ctrl_send], dist, c_pre, y_pre[ctrl_send])
+            ctrl_send, c_pre, c_post = ctrl_send[keep], c_pre[keep], c_post[keep]
+        n_c = np.bincount(ctrl_send, minlength=len(tu))
+        c_d = np.bincount(ctrl_send, weights=c_post - c_pre, minlength=len(tu))
+        d_c = np.where(n_c > 0, c_d / np.maximum(n_c, 1), np.nan)
+        return d_t - d_c, n_c, n_c >= max(s.min_controls, 1)
+
+    def _gap_bin(self, gap_hours: np.ndarray) -> np.ndarray:
+        """The gap_bin macro: index into gap_bin_labels ('none', the last, for no send in the
+        pre window)."""
+        none = len(self.gap_bins) - 1
+        g = np.nan_to_num(gap_hours, nan=np.inf)
+        idx = np.floor(g / float(self.s.gap_bin_hours))
+        return np.where(g < self.s.window_hours, np.minimum(idx, none - 1), none).astype(np.int64)
+
+    def gap_adjustments(self, d_us: int) -> np.ndarray:
+        """marts.gap_adjustments at weights date d: per gap bin, the sum of delta_y of the
+        scored placebos matured by d and sent in [d - null_window_days, d) / (their number +
+        gap_bias_shrinkage); 0 without placebos."""
+        nb = len(self.gap_bins)
+        ok = self._placebos_before(d_us)
+        n = np.bincount(self.placebos["bin"][ok], minlength=nb).astype(float) if ok.any() else np.zeros(nb)
+        total = (
+            np.bincount(self.placebos["bin"][ok], weights=self.placebos["delta"][ok], minlength=nb)
+            if ok.any()
+            else np.zeros(nb)
+        )
+        den = n + float(self.s.gap_bias_shrinkage)
+        return np.where(den > 0, total / np.where(den > 0, den, 1.0), 0.0)
+
+    def _placebos_before(self, d_us: int) -> np.ndarray:
+        """The scored placebos matured by d and sent in [d - null_window_days, d)."""
+        p = self.placebos
+        if len(p) == 0:
+            return np.zeros(0, dtype=bool)
+        win = int(round(self.s.window_hours * HOUR_US))
+        lo = d_us - int(self.s.null_window_days) * DAY_US
+        return p["scored"].astype(bool) & (p["t"] >= lo) & (p["t"] + win <= d_us)
+
+    def null_rate(self, as_of_us: int) -> tuple[float, float]:
+        """The measured null at as_of, pooled over cells and bins (marts.null_rewards over
+        the last null_window_days): (successes, placebos) with delta - the bin's adjustment > 0."""
+        p = self.placebos
+        if len(p) == 0:
+            return 0.0, 0.0
+        ok = self._placebos_before(as_of_us)
+        adj = self.gap_adjustments(as_of_us)
+        wins = p["delta"][ok] - adj[p["bin"][ok]] > 0
+        return float(wins.sum()), float(ok.sum())
+
+    def _placebos(
+        self, todo: np.ndarray, bins: np.ndarray, wdate: np.ndarray, as_of_us: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """int_sends__placebos: for the placebo_sends sends of each weights date first in
+        md5(send_id) order, the nearest user of the treated user's cell on the send's day (distance, then
+        md5, user_id) not messaged in [t, t + window) whose last send in [t - window, t) has
+        the treated user's gap bin. Returns (positions in todo, placebo users)."""
+        s = self.s
+        k = int(s.placebo_sends)
+        if k <= 0 or len(todo) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        keys = [(self.send_hash[i], self.send_ids[i]) for i in todo]
+        sample = np.sort(
+            np.concatenate(
+                [
+                    np.array(sorted(np.nonzero(wdate == d)[0], key=keys.__getitem__)[:k], dtype=np.int64)
+                    for d in np.unique(wdate)
+                ]
+            )
+        )
+        win = int(round(s.window_hours * HOUR_US))
+        su, stt, _ = self._sends_by_user()
+        vis = stt < as_of_us
+        su, stt = su[vis], stt[vis]
+        big = np.int64(1) << np.int64(42)
+        base = int(stt.min()) - 2 * win if len(stt) else 0
+        skey = su * big + (stt - base)
+        tu_all, tt_all = self.sends["u"][todo], self.sends["t"][todo]
+        src, out = [], []
+        sday = (tt_all[sample] // DAY_US) * DAY_US
+        for d in np.unique(sday):
+            f = self.features_at(int(d))
+            cell, z = f["cell_id"], f["z"]
+            for c in np.unique(cell[tu_all[sample[sday == d]]]):
+                rows = sample[(sday == d) & (cell[tu_all[sample]] == c)]
+                members = np.nonzero(cell == c)[0]
+                tu, tt = tu_all[rows], tt_all[rows]
+                sq = (z[tu][:, None, :] - z[members][None, :, :]) ** 2
+                dist = np.sqrt(((sq[:, :, 0] + sq[:, :, 1]) + sq[:, :, 2]) + sq[:, :, 3])
+                cu = np.broadcast_to(members[None, :], dist.shape)
+                at = cu * big + (tt[:, None] - base)
+                busy = np.searchsorted(skey, at + win, side="left") > np.searchsorted(skey, at, side="left")
+                before = np.searchsorted(skey, at, side="left") - 1  # the last send before t
+                bc = np.maximum(before, 0)
+                has_pre = (before >= 0) & (su[bc] == cu) & (stt[bc] >= tt[:, None] - win)
+                gap = np.where(has_pre, (tt[:, None] - stt[bc]) / HOUR_US, np.nan)
+                ok = ~busy & (cu != tu[:, None]) & (self._gap_bin(gap) == bins[rows][:, None])
+                hr = np.broadcast_to(self.hash_rank[members][None, :], dist.shape)
+                best = np.lexsort((hr, np.where(ok, dist, np.inf)), axis=-1)[:, 0]
+                found = ok[np.arange(len(rows)), best]
+                src.append(rows[found])
+                out.append(members[best[found]])
+        if not src:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(src), np.concatenate(out)
 
     def _pre_match(
         self, blocks: list, t_grp: np.ndarray, dist: np.ndarray, c_pre: np.ndarray, t_pre: np.ndarray
@@ -440,11 +575,11 @@ class Measurement:
             keep.append(chosen[chosen >= 0])
         return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
-    def _controls(self, todo: np.ndarray, f: dict, as_of_us: int):
+    def _controls(self, tu: np.ndarray, tt: np.ndarray, f: dict, as_of_us: int):
         """int_sends__controls: the max(neighbours, pre_match_candidates) nearest candidates of
-        each send (the k nearest without pre-matching), as pairs (position in todo, user,
-        distance) and blocks [(positions in todo, (S, L) pair numbers by control_rank, -1
-        where a send has fewer candidates)], one block per cell."""
+        each (user tu, time tt) row (the k nearest without pre-matching), as pairs (row, user,
+        distance) and blocks [(rows, (S, L) pair numbers by control_rank, -1 where a row has
+        fewer candidates)], one block per cell."""
         s = self.s
         m = max(int(s.neighbours), self.pre_match_candidates)
         win = int(round(s.window_hours * HOUR_US))
@@ -460,8 +595,6 @@ class Measurement:
         cs = cell[order]
         starts = np.searchsorted(cs, cell, side="left")
         ends = np.searchsorted(cs, cell, side="right")
-        tu = self.sends["u"][todo]
-        tt = self.sends["t"][todo]
         out, blocks = [], []
         n_pairs = 0
         # group sends by the treated user's cell: one distance matrix per cell

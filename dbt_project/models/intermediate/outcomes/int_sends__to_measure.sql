@@ -1,0 +1,32 @@
+-- Step 2, what this run measures: the batch's sends (int_sends__to_score) and their placebos
+-- (int_sends__placebos), one row each with its gap bin. A placebo goes through the same
+-- controls and outcomes as a send; send_outcomes keeps the sends, placebo_outcomes the placebos.
+with sends as (
+    select
+        to_score.send_id,
+        to_score.user_id,
+        to_score.sent_ts,
+        to_score.matured_at,
+        to_score.weights_as_of,
+        {{ gap_bin('actions.hours_since_previous_send') }} as gap_bin,
+        false as is_placebo
+    from {{ ref('int_sends__to_score') }} as to_score
+    inner join {{ ref('int_sends__actions') }} as actions
+        on actions.send_id = to_score.send_id
+),
+
+placebos as (
+    select
+        send_id,
+        user_id,
+        sent_ts,
+        matured_at,
+        weights_as_of,
+        gap_bin,
+        true as is_placebo
+    from {{ ref('int_sends__placebos') }}
+)
+
+select * from sends
+union all
+select * from placebos
