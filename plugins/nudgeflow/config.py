@@ -161,6 +161,13 @@ class Settings:
         "the gap adjustment of a bin is its placebos' summed ΔY / (their number + this): thin bins shrink to 0",
         ge=0,
     )
+    send_rule: str = setting(
+        "longer",
+        "send or wait: send when today's frequency bucket is at least as good as every longer one, or "
+        "('null') when the day's best combination beats a draw of the measured null",
+        choices=("longer", "null"),
+        dbt=False,
+    )
     report_window_days: int = setting(
         56, "days of history in the BI marts daily_lift and channel_effects", unit="days", ge=1
     )

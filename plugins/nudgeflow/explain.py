@@ -16,7 +16,8 @@ import polars as pl
 
 from nudgeflow.config import NudgeflowError, load_settings
 from nudgeflow.decide.action_space import frequency_labels
-from nudgeflow.decide.matching import decide, message_scores, set_averages
+from nudgeflow.decide.matching import combination_value, decide, message_scores, set_averages
+from nudgeflow.decide.priors import NULL_ACTION
 from nudgeflow.warehouse import connect, read, table_exists
 
 
@@ -98,6 +99,7 @@ def explain(home: Path, user_id: str, day: dt.date) -> dict:
         ],
         "chosen_hour": hours[best_hour] if best_hour >= 0 else None,
         "frequency": None,
+        "null": None,
         "messages": messages,
         "decision": {
             "send": bool(send[0]),
@@ -114,6 +116,20 @@ def explain(home: Path, user_id: str, day: dt.date) -> dict:
             "best_longer": float(theta_freq[b:].max()),
             "buckets": {k: float(v) for k, v in zip(buckets, theta_freq)},
         }
+        null_idx = actions.index(NULL_ACTION) if NULL_ACTION in actions else -1
+        if null_idx >= 0:
+            best_message = np.array([int(np.where(opts.eligible[0, :, best_hour], scores, -np.inf).argmax())])
+            row = frame.row(null_idx, named=True)
+            result["null"] = {
+                "used": opts.null_action >= 0,
+                "theta": float(theta[0, null_idx]),
+                "value": float(
+                    combination_value(theta, opts, np.array([best_hour]), theta_freq[None, b], best_message)[0]
+                ),
+                "placebos": float(row["trials"]),
+                "successes": float(row["successes"]),
+                "posterior_mean": float(row["alpha"] / (row["alpha"] + row["beta"])),
+            }
     replayed = result["decision"]["message_id"]
     stored_id = result["stored"]["message_id"] if result["stored"] else None
     result["replay_matches_run"] = replayed == stored_id
@@ -135,12 +151,22 @@ def _why(r: dict) -> list[str]:
         f"send hour {r['chosen_hour']}:00 local had the highest sampled value "
         f"({ranked[0]['theta']:.3f}) of the {len(feasible)} hours with an eligible message{runner}"
     )
-    f = r["frequency"]
-    verdict = "so it sends today" if f["theta"] >= f["best_longer"] else "so it waits for a longer gap"
-    lines.append(
-        f"frequency: a send now falls in bucket {f['bucket']} with value {f['theta']:.3f}; the best "
-        f"bucket waiting could still reach has {f['best_longer']:.3f}, {verdict}"
-    )
+    f, null = r["frequency"], r["null"]
+    if null is not None:
+        verdict = ("so it sends today" if null["value"] > null["theta"] else "so it waits") if null["used"] else ""
+        lines.append(
+            f"measured null: today's best combination (hour, frequency bucket {f['bucket']}, the message's "
+            f"channel and labels) has a mean sampled value of {null['value']:.3f}; a send that does nothing "
+            f"is rewarded at a rate drawn at {null['theta']:.3f} ({null['successes']:.0f} successes in "
+            f"{null['placebos']:.0f} placebos of this cell, mean {null['posterior_mean']:.3f} with the "
+            f"population prior)" + (f", {verdict}" if verdict else " (send_rule 'longer': shown, not used)")
+        )
+    if null is None or not null["used"]:
+        verdict = "so it sends today" if f["theta"] >= f["best_longer"] else "so it waits for a longer gap"
+        lines.append(
+            f"frequency: a send now falls in bucket {f['bucket']} with value {f['theta']:.3f}; the best "
+            f"bucket waiting could still reach has {f['best_longer']:.3f}, {verdict}"
+        )
     eligible = [m for m in r["messages"] if m["eligible_at_chosen_hour"]]
     if r["decision"]["send"] and eligible:
         win = eligible[0]

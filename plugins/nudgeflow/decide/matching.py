@@ -6,9 +6,12 @@ Thompson sampling gives every user a sampled value theta for each action of each
 1. send hour: the allowed local hour with the highest theta among the hours at which at
    least one message is eligible for the user (consent, activity, validity, country, repeat
    and spacing rules all checked at that hour's UTC instant in [D, D+1));
-2. frequency: the gap since the user's last send falls in bucket b if sent at that hour;
-   send now iff theta(b) is at least theta of every longer bucket (the gaps that waiting
-   could still reach); otherwise wait;
+2. send or wait: the gap since the user's last send falls in bucket b if sent at that hour;
+   send iff theta(b) is at least theta of every longer bucket (the gaps that waiting could
+   still reach); otherwise wait. With send_rule 'null' (measured worse in the harness, see
+   docs/policies.md): send iff the combination's sampled value (the mean theta of its hour,
+   of b and of the message's channel and labels) beats a draw of the measured null (the
+   reward rate of a placebo, a send that did nothing: marts.null_rewards);
 3. message (Wolpertinger-style): the proto-action is the best sampled action of each
    message action set; each eligible message is scored by sum over its sets of
    (theta(set, its action) - the set's average theta), i.e. how close its actions come to
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nudgeflow.decide.action_space import frequency_labels, gap_bucket
+from nudgeflow.decide.priors import NULL_ACTION
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Options:
     send_at: np.ndarray  # (U, H) datetime64[s] UTC instant of each local hour, NaT if none
     eligible: np.ndarray  # (U, M, H) bool: message m may be sent to user u at hour h
     gap_bucket: np.ndarray  # (U, H) frequency bucket (0..B-1) of a send at that hour
+    null_action: int = -1  # index into A of the measured null (priors.NULL_ACTION), -1 if none
 
     @classmethod
     def build(
@@ -50,9 +55,11 @@ class Options:
         send_at: np.ndarray,
         eligible: np.ndarray,
         gap_hours: np.ndarray,
+        send_rule: str = "longer",
     ) -> Options:
         """The options of a run from its actions ((action_set, action) pairs), allowed hours,
-        frequency edges, message actions (action_space.message_actions) and eligibility."""
+        frequency edges, message actions (action_space.message_actions) and eligibility.
+        ``send_rule`` 'null' compares with the measured null (when the actions have it)."""
         a_index = {a: i for i, a in enumerate(actions)}
         return cls(
             action_set=np.array([s for s, _ in actions]),
@@ -63,6 +70,7 @@ class Options:
             send_at=send_at,
             eligible=eligible,
             gap_bucket=gap_bucket(gap_hours, frequency_edges),
+            null_action=a_index.get(NULL_ACTION, -1) if send_rule == "null" else -1,
         )
 
 
@@ -116,18 +124,37 @@ def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np
     theta_hour = np.where(feasible, theta[..., opts.hour_actions], -np.inf)
     hour = theta_hour.argmax(axis=-1)  # (..., U)
     has_option = feasible.any(axis=1) & np.ones(hour.shape, dtype=bool)
-    # frequency: send iff the bucket of this gap is at least as good as every longer one
     theta_freq = theta[..., opts.frequency_actions]  # (..., U, B)
     bucket = opts.gap_bucket[users, hour]  # (..., U)
-    best_longer = np.flip(np.maximum.accumulate(np.flip(theta_freq, -1), axis=-1), -1)
     current = np.take_along_axis(theta_freq, bucket[..., None], -1)[..., 0]
-    reach = np.take_along_axis(best_longer, bucket[..., None], -1)[..., 0]
-    send = has_option & (current >= reach)
     # message: best score among the messages eligible at the chosen hour
     score = message_scores(theta, opts.message_actions)  # (..., U, M)
     eligible_now = opts.eligible[users, :, hour]  # (..., U, M)
     message = np.where(eligible_now, score, -np.inf).argmax(axis=-1)
+    if opts.null_action >= 0:
+        # send iff the day's best combination beats a draw of the measured null
+        send = has_option & (combination_value(theta, opts, hour, current, message) > theta[..., opts.null_action])
+    else:
+        # no null measured yet: send iff the bucket of this gap is at least as good as every longer one
+        best_longer = np.flip(np.maximum.accumulate(np.flip(theta_freq, -1), axis=-1), -1)
+        reach = np.take_along_axis(best_longer, bucket[..., None], -1)[..., 0]
+        send = has_option & (current >= reach)
     return send, np.where(send, hour, -1), np.where(send, message, -1)
+
+
+def combination_value(
+    theta: np.ndarray, opts: Options, hour: np.ndarray, current: np.ndarray, message: np.ndarray
+) -> np.ndarray:
+    """The sampled value of a combination, in the units of the null (a success probability):
+    the mean of the sampled theta of its actions, one per action set: the chosen send hour,
+    the frequency bucket of today's gap (``current``) and the message's channel and labels
+    (a set the message has no label in is left out)."""
+    theta_hour = np.take_along_axis(theta[..., opts.hour_actions], hour[..., None], -1)[..., 0]
+    acts = opts.message_actions[message]  # (..., U, S)
+    has = acts >= 0
+    theta_msg = np.take_along_axis(theta, np.where(has, acts, 0), -1)
+    total = theta_hour + current + np.where(has, theta_msg, 0.0).sum(axis=-1)
+    return total / (2.0 + has.sum(axis=-1))
 
 
 def propensity(

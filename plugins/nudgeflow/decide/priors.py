@@ -178,3 +178,56 @@ def posterior(users: pl.DataFrame, actions: pl.DataFrame, prior: pl.DataFrame, o
             "beta",
         )
     )
+
+
+NULL_ACTION = ("null", "placebo")
+
+
+def null_posterior(users: pl.DataFrame, nulls: pl.DataFrame, *, strength: float) -> pl.DataFrame:
+    """The measured null of every user as one more (action_set, action) = NULL_ACTION row of
+    the posteriors: the reward rate of a send that does nothing, from the placebos of the
+    user's cell (marts.null_rewards over the last null_window_days).
+
+    users: user_id, cell. nulls: cell, successes, placebos. The population's rate p0 = (S + 1)
+    / (N + 2) over all placebos is the prior, with strength ``strength`` (the EB priors' cap):
+    Beta(strength p0 + S_c, strength (1 - p0) + N_c - S_c) for a cell with S_c successes in
+    N_c placebos. Same columns as :func:`posterior`; empty when there are no placebos at all
+    (then send-or-wait falls back to comparing frequency buckets).
+    """
+    total = float(nulls["placebos"].sum()) if nulls.height else 0.0
+    if total == 0:
+        return pl.DataFrame(schema=_POSTERIOR_SCHEMA)
+    p0 = (float(nulls["successes"].sum()) + 1.0) / (total + 2.0)
+    return (
+        users.select("user_id", "cell")
+        .join(nulls.select("cell", "successes", "placebos"), on="cell", how="left")
+        .with_columns(
+            action_set=pl.lit(NULL_ACTION[0]),
+            action=pl.lit(NULL_ACTION[1]),
+            prior_alpha=pl.lit(strength * p0),
+            prior_beta=pl.lit(strength * (1.0 - p0)),
+            prior_source=pl.lit("placebos"),
+            successes=pl.col("successes").fill_null(0).cast(pl.Float64),
+            trials=pl.col("placebos").fill_null(0).cast(pl.Float64),
+        )
+        .with_columns(
+            alpha=pl.col("prior_alpha") + pl.col("successes"),
+            beta=pl.col("prior_beta") + pl.col("trials") - pl.col("successes"),
+        )
+        .select(list(_POSTERIOR_SCHEMA))
+    )
+
+
+_POSTERIOR_SCHEMA = {
+    "user_id": pl.String,
+    "cell": pl.String,
+    "action_set": pl.String,
+    "action": pl.String,
+    "prior_alpha": pl.Float64,
+    "prior_beta": pl.Float64,
+    "prior_source": pl.String,
+    "successes": pl.Float64,
+    "trials": pl.Float64,
+    "alpha": pl.Float64,
+    "beta": pl.Float64,
+}

@@ -165,14 +165,16 @@ def evaluate_gap_bias(
     seeds: int = typer.Option(3, help="Worlds (seeds) pooled."),
     users: int = typer.Option(1000, help="Users per world."),
     days: int = typer.Option(28, help="Closed-loop days of the random policy."),
+    send_prob: float = typer.Option(0.5, help="The random policy's daily send probability per eligible user."),
 ) -> None:
-    """The reward by gap since the user's previous send, against the truth: P(r=1) given a
-    positive / negative true effect, and the null (the reward of sends with no effect)."""
+    """The reward by gap since the user's previous send, against the truth, before and after
+    the gap adjustment: P(r=1) given a positive / negative true effect, and the null (the
+    reward of sends with no effect)."""
     import polars as pl
 
     from nudgeflow.lab.harness.gap_bias import gap_bias
 
     root = resolve_home(home, must_exist=False)
-    table = gap_bias(root / "harness_worlds", world=world, seeds=seeds, users=users, days=days)
+    table = gap_bias(root / "harness_worlds", world=world, seeds=seeds, users=users, days=days, send_prob=send_prob)
     with pl.Config(tbl_cols=20, tbl_width_chars=250, float_precision=3):
         print(table)

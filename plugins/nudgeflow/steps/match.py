@@ -157,7 +157,14 @@ def build_options(
         next_message_s=_per_user_message(next_message, users, m_index),
     )
     opts = Options.build(
-        actions, settings.send_hours, settings.frequency_bucket_hours, msg_actions, send_at, eligible, gap_hours
+        actions,
+        settings.send_hours,
+        settings.frequency_bucket_hours,
+        msg_actions,
+        send_at,
+        eligible,
+        gap_hours,
+        send_rule=settings.send_rule,
     )
     return opts, catalogue, label_sets
 

@@ -10,7 +10,7 @@ import polars as pl
 
 from nudgeflow.config import load_settings
 from nudgeflow.decide.action_space import action_space
-from nudgeflow.decide.priors import empirical_bayes_prior, posterior
+from nudgeflow.decide.priors import empirical_bayes_prior, null_posterior, posterior
 from nudgeflow.steps.progress import Progress, say
 from nudgeflow.warehouse import connect, read, replace_partition
 
@@ -42,6 +42,16 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
             min_users=settings.prior_min_users,
         )
         post = posterior(users, actions, prior, outcomes)
+        # the measured null (placebos of the user's cell): send-or-wait's reference
+        nulls = read(
+            con,
+            "select cell, sum(successes) as successes, sum(placebos) as placebos from marts.null_rewards "
+            "where sent_date >= cast(? as date) - ? * interval 1 day group by cell",
+            [day, settings.null_window_days],
+        )
+        post = pl.concat(
+            [post, null_posterior(users, nulls, strength=settings.prior_max_strength)], how="vertical_relaxed"
+        )
         replace_partition(con, "decide.priors", day, prior.with_columns(schedule_date=pl.lit(day)))
         replace_partition(con, "decide.posteriors", day, post.with_columns(schedule_date=pl.lit(day)))
     say(

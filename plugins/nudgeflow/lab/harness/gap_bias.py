@@ -32,32 +32,41 @@ def gap_bias(
     history_days: int = 14,
     days: int = 28,
     null_band: float = 0.002,
+    send_prob: float = 0.5,
 ) -> pl.DataFrame:
-    """One row per gap bucket (and 'first' for a user's first send), pooled over seeds."""
+    """One row per (reward, gap bucket) ('first' for a user's first send), pooled over seeds:
+    reward 'unadjusted' is the difference in differences alone (before the gap adjustment),
+    'adjusted' the production reward (less the placebos' gap adjustment). Both come from the
+    same logs: the random policy sends to each eligible user with probability ``send_prob``
+    per day, so that every gap occurs and users messaged yesterday but not today exist (the
+    placebos of short gaps)."""
     frames = []
     for seed in range(seeds):
         home = ensure_world(Path(root), world, seed, users, history_days)
-        run = run_policy(home, make_policy("random"), days)
+        run = run_policy(home, make_policy("random", send_prob=send_prob), days)
         sim, rows = run["sim"], run["loop_sends"]
         sim.meas.score(epoch_us(sim.first_day + dt.timedelta(days=days)))  # every matured loop send
         reward = sim.meas.reward[rows]
         scored = ~np.isnan(reward)
+        unadjusted = sim.meas.delta_y[rows] + sim.meas.gap_adjustment[rows]
         acts = sim.meas.send_actions()
         labels = np.array(frequency_labels(sim.s.frequency_bucket_hours), dtype=object)[acts["bucket"][rows]]
         labels = np.where(np.isnan(acts["gap"][rows]), "first", labels)
-        frames.append(
-            pl.DataFrame(
-                {
-                    "bucket": labels[scored].tolist(),
-                    "reward": reward[scored],
-                    "true_effect": sim.true_effect[rows][scored],
-                }
+        for name, r in (("unadjusted", (unadjusted > 0).astype(float)), ("adjusted", reward)):
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "reward": name,
+                        "bucket": labels[scored].tolist(),
+                        "r": r[scored],
+                        "true_effect": sim.true_effect[rows][scored],
+                    }
+                )
             )
-        )
     data = pl.concat(frames)
-    te, r = pl.col("true_effect"), pl.col("reward")
+    te, r = pl.col("true_effect"), pl.col("r")
     return (
-        data.group_by("bucket")
+        data.group_by("reward", "bucket")
         .agg(
             sends=pl.len(),
             mean_true_effect=te.mean(),
@@ -71,5 +80,5 @@ def gap_bias(
             discrimination=pl.col("p_reward_if_positive") - pl.col("p_reward_if_negative"),
             se_null=(pl.col("p_reward_null") * (1 - pl.col("p_reward_null")) / pl.col("null_sends")).sqrt(),
         )
-        .sort("bucket")
+        .sort("reward", "bucket", descending=[True, False])
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +292,9 @@ def oracle_values(ctx: DayContext) -> np.ndarray:
 def run_policy(home: Path, policy, days: int, settings: Settings | None = None, *, progress=None) -> dict:
     """Play ``days`` closed-loop days of ``policy`` on the world in ``home``."""
     s = settings or Settings()
+    overrides = getattr(policy, "settings_overrides", None)
+    if overrides:  # an ablation of the measure step (e.g. no placebos)
+        s = replace(s, **overrides)
     sim = Sim(
         home,
         s,

@@ -40,7 +40,7 @@ import polars as pl
 from nudgeflow.decide.action_space import action_key, message_actions
 from nudgeflow.decide.action_space import action_space as run_action_space
 from nudgeflow.decide.matching import Options, decide, propensity
-from nudgeflow.decide.priors import empirical_bayes_prior, posterior
+from nudgeflow.decide.priors import NULL_ACTION, empirical_bayes_prior, null_posterior, posterior
 from nudgeflow.decide.sampling import draw_keys, thompson_sample
 
 
@@ -181,7 +181,7 @@ def catalogue_actions(sim) -> pl.DataFrame:
     )
 
 
-def build_options(ctx, actions: pl.DataFrame, *, modular: bool = True) -> Options:
+def build_options(ctx, actions: pl.DataFrame, *, modular: bool = True, send_rule: str | None = None) -> Options:
     """decide.matching.Options of the day from the harness context, as steps/match.py builds them."""
     sim = ctx.sim
     cat = sim.world.catalogue
@@ -193,7 +193,16 @@ def build_options(ctx, actions: pl.DataFrame, *, modular: bool = True) -> Option
         sets = ["message"]
         long = cat.select("message_id", pl.lit("message").alias("action_set"), pl.col("message_id").alias("action"))
     ma = message_actions(cat["message_id"].to_list(), long, sets, pairs)
-    return Options.build(pairs, ctx.hours, sim.s.frequency_bucket_hours, ma, ctx.send_at, ctx.eligible, ctx.gap_hours)
+    return Options.build(
+        pairs,
+        ctx.hours,
+        sim.s.frequency_bucket_hours,
+        ma,
+        ctx.send_at,
+        ctx.eligible,
+        ctx.gap_hours,
+        send_rule=send_rule or sim.s.send_rule,
+    )
 
 
 def outcomes_with_messages(sim, as_of_us: int, **forget) -> pl.DataFrame:
@@ -242,8 +251,12 @@ class Agentic(Policy):
         propensities: bool = False,
         propensity_draws: int | None = None,
         truth_reward: bool = False,
+        send_rule: str | None = None,
+        settings_overrides: dict | None = None,
     ):
         self.name = name
+        self.send_rule = send_rule
+        self.settings_overrides = settings_overrides
         self.truth_reward = truth_reward
         self.eb_prior = eb_prior
         self.modular = modular
@@ -281,7 +294,18 @@ class Agentic(Policy):
                 }
             )
         users = pl.DataFrame({"user_id": ctx.user_ids}).join(cells, on="user_id", how="left")
-        post = posterior(users, actions, prior, outcomes).sort("user_id", "action_set", "action")
+        post = posterior(users, actions, prior, outcomes)
+        if self.controls:
+            # the measured null (placebos of the user's cell), as steps/priors.py adds it
+            nulls = null_posterior(users, sim.meas.null_counts(ctx.as_of_us), strength=s.prior_max_strength)
+            if nulls.height:
+                post = pl.concat([post, nulls], how="vertical_relaxed")
+                actions = pl.concat(
+                    [actions, pl.DataFrame([NULL_ACTION], schema=["action_set", "action"], orient="row")],
+                    how="diagonal_relaxed",
+                )
+        post = post.sort("user_id", "action_set", "action")
+        actions = actions.sort("action_set", "action")
         n_a = actions.height
         order = {u: i for i, u in enumerate(post["user_id"].unique(maintain_order=True).to_list())}
         assert list(order) == sorted(ctx.user_ids) == ctx.user_ids
@@ -295,7 +319,7 @@ class Agentic(Policy):
         seed = self.seed if draw_seed is None else draw_seed
         k = self.sim.s.sampling_sharpness
         theta = thompson_sample(alpha, beta, draw_keys(seed, ctx.day.toordinal(), ctx.user_ids, keys), k)
-        opts = build_options(ctx, actions, modular=self.modular)
+        opts = build_options(ctx, actions, modular=self.modular, send_rule=self.send_rule)
         if not self.timing:
             theta = theta.copy()
             theta[:, opts.hour_actions] = self.rng.random((theta.shape[0], len(opts.hour_actions)))
@@ -531,8 +555,8 @@ class VW(Policy):
 FORGET_HALF_LIFE_DAYS = 7.0
 
 
-def make_policy(name: str) -> Policy:
-    """Policy by harness name."""
+def make_policy(name: str, **options) -> Policy:
+    """Policy by harness name (``options``: keyword arguments of its class, e.g. send_prob)."""
     factories = {
         "none": NoMessages,
         "random": RandomPolicy,
@@ -547,6 +571,8 @@ def make_policy(name: str) -> Policy:
         "ours_flat": lambda: Agentic("ours_flat", modular=False),
         "ours_no_timing": lambda: Agentic("ours_no_timing", timing=False),
         "ours_no_controls": lambda: Agentic("ours_no_controls", controls=False),
+        "ours_null": lambda: Agentic("ours_null", send_rule="null"),
+        "ours_unadjusted": lambda: Agentic("ours_unadjusted", settings_overrides={"placebo_sends": 0}),
         "ours_forget": lambda: Agentic("ours_forget", forget_half_life_days=FORGET_HALF_LIFE_DAYS),
         "ours_no_forget": lambda: Agentic("ours_no_forget", forget_half_life_days=0.0),
         "ours_true_reward": lambda: Agentic("ours_true_reward", truth_reward=True),
@@ -556,7 +582,7 @@ def make_policy(name: str) -> Policy:
     }
     if name not in factories:
         raise ValueError(f"unknown policy {name!r}; known: {', '.join(factories)}")
-    return factories[name]()
+    return factories[name](**options)
 
 
 PEERS = ("random", "rules", "mab_ts", "mab_knn", "vw")

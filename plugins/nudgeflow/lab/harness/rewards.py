@@ -394,7 +394,11 @@ class Measurement:
             src, pu = self._placebos(todo, bins, wdate, as_of_us)
             if len(src):
                 p_delta, _, p_scored = self._measure(pu, tt[src], wdate[src], as_of_us)
-                self.placebos.append(u=pu, t=tt[src], bin=bins[src], delta=p_delta, scored=p_scored)
+                pday = (tt[src] // DAY_US) * DAY_US
+                cell = np.empty(len(src), dtype=object)
+                for d in np.unique(pday):
+                    cell[pday == d] = np.array(self.features_at(int(d))["cell"], dtype=object)[pu[pday == d]]
+                self.placebos.append(u=pu, t=tt[src], bin=bins[src], delta=p_delta, scored=p_scored, cell=cell)
             adj = np.zeros(len(todo))
             for d in np.unique(wdate):
                 adj[wdate == d] = self.gap_adjustments(int(d))[bins[wdate == d]]
@@ -486,6 +490,20 @@ class Measurement:
         win = int(round(self.s.window_hours * HOUR_US))
         lo = d_us - int(self.s.null_window_days) * DAY_US
         return p["scored"].astype(bool) & (p["t"] >= lo) & (p["t"] + win <= d_us)
+
+    def null_counts(self, as_of_us: int) -> pl.DataFrame:
+        """marts.null_rewards summed over the last null_window_days, per cell: cell,
+        successes (delta - the bin's adjustment at as_of > 0), placebos."""
+        ok = self._placebos_before(as_of_us)
+        if not ok.any():
+            return pl.DataFrame(schema={"cell": pl.String, "successes": pl.Float64, "placebos": pl.Float64})
+        p = self.placebos
+        wins = p["delta"][ok] - self.gap_adjustments(as_of_us)[p["bin"][ok]] > 0
+        return (
+            pl.DataFrame({"cell": p["cell"][ok].tolist(), "w": wins.astype(float)})
+            .group_by("cell")
+            .agg(successes=pl.col("w").sum(), placebos=pl.len().cast(pl.Float64))
+        )
 
     def null_rate(self, as_of_us: int) -> tuple[float, float]:
         """The measured null at as_of, pooled over cells and bins (marts.null_rewards over
