@@ -18,6 +18,7 @@ from nudgeflow.config import Settings, load_settings
 from nudgeflow.decide.action_space import dense, frequency_labels, message_actions
 from nudgeflow.decide.eligibility import Rules, country_allowed, eligibility, send_instants
 from nudgeflow.decide.matching import Options, decide, propensity
+from nudgeflow.decide.priors import NULL_ACTION
 from nudgeflow.steps.progress import Progress, say
 from nudgeflow.warehouse import connect, read, replace_partition, table_exists
 
@@ -181,6 +182,8 @@ def step_match(home: Path, day: dt.date, progress: Progress = None) -> dict:
             "where schedule_date = ? order by user_id, action_set, action",
             [day],
         )
+        if settings.send_rule != "null":  # the null is recorded and explained, not used
+            frame = frame.filter(pl.col("action_set") != NULL_ACTION[0])
         theta, alpha, beta, user_ids, actions = dense(frame, "theta", "alpha", "beta")
         if not user_ids:  # an empty home, or a date before any user is known
             replace_partition(con, "decide.choices", day, pl.DataFrame(schema=CHOICES_SCHEMA))

@@ -295,7 +295,7 @@ class Agentic(Policy):
             )
         users = pl.DataFrame({"user_id": ctx.user_ids}).join(cells, on="user_id", how="left")
         post = posterior(users, actions, prior, outcomes)
-        if self.controls:
+        if self.controls and (self.send_rule or s.send_rule) == "null":
             # the measured null (placebos of the user's cell), as steps/priors.py adds it
             nulls = null_posterior(users, sim.meas.null_counts(ctx.as_of_us), strength=s.prior_max_strength)
             if nulls.height:

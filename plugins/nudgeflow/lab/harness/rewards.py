@@ -77,6 +77,16 @@ HOUR_US = 3600 * US
 DAY_US = 24 * HOUR_US
 
 
+def key_scale(lo: int, hi: int, n_users: int) -> np.int64:
+    """The multiplier of the (user, time) keys ``user * scale + (t - lo)``: larger than any
+    time offset in [lo, hi], so that the keys sort by user, then time (a fixed 2^42 us, 51
+    days, broke past that span); refused where the keys would overflow int64."""
+    scale = int(hi) - int(lo) + 1
+    if n_users * scale >= 2**62:
+        raise ValueError(f"{n_users} users over {scale / DAY_US:.0f} days overflow the int64 keys")
+    return np.int64(scale)
+
+
 def md5_hex(values) -> list[str]:
     return [hashlib.md5(str(v).encode()).hexdigest() for v in values]
 
@@ -335,8 +345,9 @@ class Measurement:
         s = self.s
         eu, et, ec, _ = self._events_by_user()
         win = int(round(s.window_hours * HOUR_US))
-        big = np.int64(1) << np.int64(42)
-        base = int(et.min()) - 2 * win if len(et) else 0
+        base = int(min(et.min(), pt.min())) - 2 * win if len(et) and len(pt) else 0
+        top = int(max(et.max(), pt.max())) + 2 * win if len(et) and len(pt) else 0
+        big = key_scale(base, top, self.n)
         key = eu * big + (et - base)
         a = np.searchsorted(key, pu * big + (pt - win - base), side="left")
         b = np.searchsorted(key, pu * big + (pt + win - base), side="left")
@@ -540,8 +551,8 @@ class Measurement:
         su, stt, _ = self._sends_by_user()
         vis = stt < as_of_us
         su, stt = su[vis], stt[vis]
-        big = np.int64(1) << np.int64(42)
         base = int(stt.min()) - 2 * win if len(stt) else 0
+        big = key_scale(base, as_of_us + 2 * win, self.n)
         skey = su * big + (stt - base)
         tu_all, tt_all = self.sends["u"][todo], self.sends["t"][todo]
         src, out = [], []
@@ -604,8 +615,8 @@ class Measurement:
         su, stt, _ = self._sends_by_user()
         vis = stt < as_of_us
         su, stt = su[vis], stt[vis]
-        big = np.int64(1) << np.int64(42)
         base = int(stt.min()) - 2 * win if len(stt) else 0
+        big = key_scale(base, as_of_us + 2 * win, self.n)
         skey = su * big + (stt - base)
         cell = f["cell_id"]
         z = f["z"]
