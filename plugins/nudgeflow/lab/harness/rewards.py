@@ -218,6 +218,16 @@ class Measurement:
             self._send_sorted = (u[o], t[o], o)
         return self._send_sorted
 
+    def _send_keys(self, as_of_us: int, win: int):
+        """The sends before as_of sorted by (user, time), and their keys user * big + (t -
+        base): (users, times, base, big, keys); a (user, time) query is a searchsorted."""
+        su, stt, _ = self._sends_by_user()
+        vis = stt < as_of_us
+        su, stt = su[vis], stt[vis]
+        base = int(stt.min()) - 2 * win if len(stt) else 0
+        big = key_scale(base, as_of_us + 2 * win, self.n)
+        return su, stt, base, big, su * big + (stt - base)
+
     # ------------------------------------------------------------------ event weights
     def event_weights(self, as_of_us: int) -> np.ndarray:
         """event_weights_history at weights date d = as_of_us: weight per event code (0 for
@@ -548,12 +558,7 @@ class Measurement:
             )
         )
         win = int(round(s.window_hours * HOUR_US))
-        su, stt, _ = self._sends_by_user()
-        vis = stt < as_of_us
-        su, stt = su[vis], stt[vis]
-        base = int(stt.min()) - 2 * win if len(stt) else 0
-        big = key_scale(base, as_of_us + 2 * win, self.n)
-        skey = su * big + (stt - base)
+        su, stt, base, big, skey = self._send_keys(as_of_us, win)
         tu_all, tt_all = self.sends["u"][todo], self.sends["t"][todo]
         src, out = [], []
         sday = (tt_all[sample] // DAY_US) * DAY_US
@@ -612,12 +617,7 @@ class Measurement:
         s = self.s
         m = max(int(s.neighbours), self.pre_match_candidates)
         win = int(round(s.window_hours * HOUR_US))
-        su, stt, _ = self._sends_by_user()
-        vis = stt < as_of_us
-        su, stt = su[vis], stt[vis]
-        base = int(stt.min()) - 2 * win if len(stt) else 0
-        big = key_scale(base, as_of_us + 2 * win, self.n)
-        skey = su * big + (stt - base)
+        su, stt, base, big, skey = self._send_keys(as_of_us, win)
         cell = f["cell_id"]
         z = f["z"]
         order = np.argsort(cell, kind="stable")
