@@ -161,6 +161,14 @@ class Settings:
         "the gap adjustment of a bin is its placebos' summed ΔY / (their number + this): thin bins shrink to 0",
         ge=0,
     )
+    prior_cells: str = setting(
+        "behaviour",
+        "cells of the empirical-Bayes priors: 'behaviour' (activity-hour bin x activity half, "
+        "user_features.prior_cell) or 'matching' (the controls' cells)",
+        choices=("behaviour", "matching"),
+        dbt=False,
+    )
+    activity_hour_bins: int = setting(4, "equal bins of the local day of the prior cells' activity hour", ge=1)
     send_rule: str = setting(
         "longer",
         "send or wait: send when today's frequency bucket is at least as good as every longer one, or "

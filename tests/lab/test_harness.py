@@ -63,6 +63,7 @@ def test_in_memory_reward_equals_dbt(tmp_path, overrides):
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     dbt_out = con.sql("select send_id, reward, delta_y, n_controls from marts.send_outcomes").pl()
     dbt_actions = con.sql("select * from marts.action_outcomes").pl()
+    dbt_cells = con.sql("select user_id, prior_cell, activity_hour from marts.user_features").pl()
     dbt_placebos = con.sql("select user_id, sent_ts, gap_bin, delta_y_unadjusted from marts.placebo_outcomes").pl()
     dbt_adjust = dict(
         con.sql(
@@ -117,6 +118,17 @@ def test_in_memory_reward_equals_dbt(tmp_path, overrides):
     assert set(dbt_adjust) == set(m.gap_bins)
     assert np.allclose([dbt_adjust[b] for b in m.gap_bins], m.adjustment, atol=1e-9)
     assert np.abs(m.adjustment).max() > 0
+
+    # the priors' behaviour cells (activity-hour bin x activity half) and the activity hour
+    f = m.user_features(as_of_us[-1])
+    cells = dbt_cells.join(
+        pl.DataFrame({"user_id": m.user_ids, "mine": f["prior_cell"], "hour": f["activity_hour"]}), on="user_id"
+    )
+    assert cells.height == len(m.user_ids) and (cells["prior_cell"] == cells["mine"]).all()
+    assert cells["prior_cell"].n_unique() >= 6
+    assert np.allclose(
+        cells["activity_hour"].fill_null(np.nan).to_numpy(), cells["hour"].to_numpy(), atol=1e-9, equal_nan=True
+    )
 
     # action_outcomes: plain counts and the counts with forgetting (evidence_half_life_days)
     key = ["user_id", "action_set", "action"]

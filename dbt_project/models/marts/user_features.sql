@@ -1,5 +1,5 @@
 -- Every user known at as_of with what the Python steps need: timezone, country, global
--- holdout flag, matching cell, activity over the last 28 days and the last send.
+-- holdout flag, matching cell, prior cell, activity hour, activity over the last 28 days and the last send.
 with features as (
     select * from {{ ref('int_user_features') }}
 ),
@@ -11,6 +11,8 @@ final as (
         country,
         is_holdout,
         cell,
+        prior_cell,
+        cast(activity_hour as double) as activity_hour,
         cast(n_events_28d as bigint) as n_events_28d,
         cast(n_goal_28d as bigint) as n_goal_28d,
         cast(active_days_28d as bigint) as active_days_28d,

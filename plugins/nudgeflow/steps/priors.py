@@ -27,7 +27,11 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
     """Empirical-Bayes prior per (cell, action) and the Beta posterior of every (user, action)."""
     settings = load_settings(home)
     with connect(home) as con:
-        users = read(con, "select user_id, cell from marts.user_features where not is_holdout")
+        # the priors' cells: the behaviour that predicts preferences, or the matching cells
+        cell = "prior_cell" if settings.prior_cells == "behaviour" else "cell"
+        users = read(
+            con, f"select user_id, {cell} as cell, cell as matching_cell from marts.user_features where not is_holdout"
+        )
         # the evidence with forgetting (older sends weigh less; see action_outcomes)
         outcomes = read(
             con,
@@ -37,11 +41,11 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
         actions = run_actions(con, settings)
         prior = empirical_bayes_prior(
             outcomes,
-            read(con, "select user_id, cell from marts.user_features"),
+            read(con, f"select user_id, {cell} as cell from marts.user_features"),
             max_strength=settings.prior_max_strength,
             min_users=settings.prior_min_users,
         )
-        post = posterior(users, actions, prior, outcomes)
+        post = posterior(users.drop("matching_cell"), actions, prior, outcomes)
         # the measured null (placebos of the user's cell): send-or-wait's reference
         nulls = read(
             con,
@@ -50,7 +54,13 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
             [day, settings.null_window_days],
         )
         post = pl.concat(
-            [post, null_posterior(users, nulls, strength=settings.prior_max_strength)], how="vertical_relaxed"
+            [
+                post,
+                null_posterior(
+                    users.select("user_id", cell="matching_cell"), nulls, strength=settings.prior_max_strength
+                ),
+            ],
+            how="vertical_relaxed",
         )
         replace_partition(con, "decide.priors", day, prior.with_columns(schedule_date=pl.lit(day)))
         replace_partition(con, "decide.posteriors", day, post.with_columns(schedule_date=pl.lit(day)))

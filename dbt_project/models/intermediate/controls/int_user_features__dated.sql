@@ -7,6 +7,8 @@
 -- At d: every user with a users or consents row, or an event before d; timezone (default
 -- 'UTC') and country (latest rows), the global holdout flag, activity over [d - feature_window_days, d),
 -- standardised distance features (z-scores over the users of d) and the matching cell.
+-- Prior cell (the empirical-Bayes priors' cells): the local activity hour's bin x the lower or
+-- upper half of the users by n_events_28d, labelled like 'h2/n1' ('h-' without events).
 -- Cell (coarsened exact matching): UTC offset of the timezone at d x goal-or-not in the feature window
 -- x activity bucket, labelled like 'utc+05:30/g1/a03'. The activity bucket splits each
 -- (offset, goal) group into round(size / cell_size) equal-size buckets ordered by
@@ -45,7 +47,10 @@ user_days as (
         date_trunc('day', event_ts) as event_day,
         count(*) as n_events,
         count(*) filter (where event_name = {{ sql_text(var('goal_event')) }}) as n_goal,
-        max(event_ts) as last_event_ts
+        max(event_ts) as last_event_ts,
+        -- the events' UTC hours of day as angles, summed (their circular mean is the activity hour)
+        sum(sin(2 * pi() * (hour(event_ts) + minute(event_ts) / 60.0) / 24)) as sin_hour,
+        sum(cos(2 * pi() * (hour(event_ts) + minute(event_ts) / 60.0) / 24)) as cos_hour
     from events
     where
         event_ts >= (select min(feature_dates.feature_date) from feature_dates)
@@ -60,7 +65,9 @@ activity as (
         sum(user_days.n_events) as n_events_28d,
         sum(user_days.n_goal) as n_goal_28d,
         count(*) as active_days_28d,
-        max(user_days.last_event_ts) as last_event_ts
+        max(user_days.last_event_ts) as last_event_ts,
+        sum(user_days.sin_hour) as sin_hour,
+        sum(user_days.cos_hour) as cos_hour
     from feature_dates
     inner join user_days
         on user_days.event_day >= feature_dates.feature_date - interval {{ feature_days }} day
@@ -124,6 +131,8 @@ features as (
             ),
             {{ feature_days }}
         ) as days_since_last_event,
+        activity.sin_hour,
+        activity.cos_hour,
         last_sends.last_sent_ts
     from known_users
     left join users
@@ -173,16 +182,32 @@ standardised as (
         row_number() over (
             partition by features.feature_date, timezone_offsets.utc_offset_minutes, features.n_goal_28d > 0
             order by features.n_events_28d, features.active_days_28d, features.user_hash, features.user_id
-        ) as activity_rank
+        ) as activity_rank,
+        ntile(2) over (
+            partition by features.feature_date
+            order by features.n_events_28d, features.user_hash, features.user_id
+        ) as activity_half
     from features
     inner join timezone_offsets
         on timezone_offsets.feature_date = features.feature_date
         and timezone_offsets.timezone = features.timezone
 ),
 
+-- the activity hour: the circular mean of the events' hours, moved to local time by the UTC
+-- offset at d (null without events)
+with_hour as (
+    select
+        * exclude (sin_hour, cos_hour),
+        case
+            when n_events_28d > 0
+                then ((degrees(atan2(sin_hour, cos_hour)) / 15 + utc_offset_minutes / 60.0) % 24 + 24) % 24
+        end as activity_hour
+    from standardised
+),
+
 celled as (
     select
-        * exclude (group_size, activity_rank),
+        * exclude (group_size, activity_rank, activity_half),
         printf(
             'utc%s%02d:%02d/g%d/a%02d',
             case when utc_offset_minutes < 0 then '-' else '+' end,
@@ -193,8 +218,14 @@ celled as (
                 (activity_rank - 1) * greatest(1, round(group_size / {{ var('cell_size') }}))
                 / group_size
             ) as integer)
-        ) as cell
-    from standardised
+        ) as cell,
+        -- the prior cell: the behaviour that predicts preferences (send-time products put the
+        -- preferred hour near the active hours; light users tire sooner): activity_hour_bins
+        -- equal bins of the local day, and the lower or upper half of the day's activity
+        'h' || coalesce(
+            cast(floor(activity_hour * {{ var('activity_hour_bins') }} / 24) as integer)::varchar, '-'
+        ) || '/n' || activity_half as prior_cell
+    from with_hour
 )
 
 select * from celled

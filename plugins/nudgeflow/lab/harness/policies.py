@@ -297,7 +297,8 @@ class Agentic(Policy):
         post = posterior(users, actions, prior, outcomes)
         if self.controls and (self.send_rule or s.send_rule) == "null":
             # the measured null (placebos of the user's cell), as steps/priors.py adds it
-            nulls = null_posterior(users, sim.meas.null_counts(ctx.as_of_us), strength=s.prior_max_strength)
+            matching = pl.DataFrame({"user_id": ctx.user_ids}).join(sim.meas.matching_cells_frame(), on="user_id")
+            nulls = null_posterior(matching, sim.meas.null_counts(ctx.as_of_us), strength=s.prior_max_strength)
             if nulls.height:
                 post = pl.concat([post, nulls], how="vertical_relaxed")
                 actions = pl.concat(
@@ -573,6 +574,7 @@ def make_policy(name: str, **options) -> Policy:
         "ours_no_controls": lambda: Agentic("ours_no_controls", controls=False),
         "ours_null": lambda: Agentic("ours_null", send_rule="null"),
         "ours_unadjusted": lambda: Agentic("ours_unadjusted", settings_overrides={"placebo_sends": 0}),
+        "ours_matching_cells": lambda: Agentic("ours_matching_cells", settings_overrides={"prior_cells": "matching"}),
         "ours_forget": lambda: Agentic("ours_forget", forget_half_life_days=FORGET_HALF_LIFE_DAYS),
         "ours_no_forget": lambda: Agentic("ours_no_forget", forget_half_life_days=0.0),
         "ours_true_reward": lambda: Agentic("ours_true_reward", truth_reward=True),
@@ -586,7 +588,15 @@ def make_policy(name: str, **options) -> Policy:
 
 
 PEERS = ("random", "rules", "mab_ts", "mab_knn", "vw")
-ABLATIONS = ("ours_no_eb_prior", "ours_flat", "ours_no_timing", "ours_no_controls")
+ABLATIONS = (
+    "ours_no_eb_prior",
+    "ours_flat",
+    "ours_no_timing",
+    "ours_no_controls",
+    "ours_unadjusted",
+    "ours_matching_cells",
+    "ours_null",
+)
 ALL_POLICIES = (
     "none",
     *PEERS,
@@ -606,6 +616,7 @@ WORLD_POLICIES = {
     "default": ALL_POLICIES,
     "drift": ("none", *PEERS, "ours", "ours_forget", "ours_no_forget", "oracle_population", "oracle"),
     "fatigue": ("none", *PEERS, "ours", "ours_no_timing", "oracle_population", "oracle"),
+    "lookalike": ("none", *PEERS, "ours", "ours_matching_cells", "oracle_population", "oracle"),
     "many_labels": ("none", *PEERS, "ours", "ours_flat", "oracle_population", "oracle"),
 }
 

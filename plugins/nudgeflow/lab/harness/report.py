@@ -419,7 +419,7 @@ def markdown(runs, summary, fq, elapsed, cfg) -> str:
                 "(true effects: "
                 f"{fmt((ours['oracle_share_te_mean'], ours['oracle_share_te_lo'], ours['oracle_share_te_hi']), 2)})"
             )
-        if "reward_te_corr_within_user" in s.columns and not math.isnan(ours["reward_te_corr_within_user"]):
+        if ours and "reward_te_corr_within_user" in s.columns and not math.isnan(ours["reward_te_corr_within_user"]):
             lines.append(
                 f"- information in ours' reward about which of a user's own sends worked: within-user "
                 f"correlation of the reward with the send's true effect {ours['reward_te_corr_within_user']:.3f}"

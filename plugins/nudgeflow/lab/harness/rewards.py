@@ -337,11 +337,26 @@ class Measurement:
             dtype=object,
         )
         labels = names[inv].tolist()
+        # prior cell: the local activity hour's bin (circular mean of the events' UTC hours,
+        # at minute precision, plus the UTC offset at as_of) x the half by n_events
+        minute_of_day = (st % DAY_US) // (60 * US)
+        angle = 2 * np.pi * (minute_of_day / 60.0) / 24
+        sin_h = np.bincount(su, weights=np.sin(angle), minlength=self.n)
+        cos_h = np.bincount(su, weights=np.cos(angle), minlength=self.n)
+        local = np.mod(np.degrees(np.arctan2(sin_h, cos_h)) / 15 + offset / 60.0, 24)
+        hour_bin = np.floor(local * int(self.s.activity_hour_bins) / 24).astype(np.int64)
+        half = np.empty(self.n, dtype=np.int64)
+        half[np.lexsort((self.hash_rank, n_ev))] = np.where(np.arange(self.n) < (self.n + 1) // 2, 1, 2)
+        prior_cell = [
+            f"h{'-' if e == 0 else b}/n{h}" for e, b, h in zip(n_ev.tolist(), hour_bin.tolist(), half.tolist())
+        ]
         self.features = {
             "as_of": as_of_us,
             "z": z,
             "cell_id": cell_id,
             "cell": labels,
+            "prior_cell": prior_cell,
+            "activity_hour": np.where(n_ev > 0, local, np.nan),
             "n_events": n_ev,
             "n_goal": n_goal,
             "active_days": active,
@@ -759,5 +774,12 @@ class Measurement:
         )
 
     def cells_frame(self) -> pl.DataFrame:
+        """user_id, cell: the priors' cells at the last as_of (settings.prior_cells), as
+        steps/priors.py reads them from marts.user_features."""
         f = self.features
-        return pl.DataFrame({"user_id": self.user_ids, "cell": f["cell"]})
+        key = "prior_cell" if self.s.prior_cells == "behaviour" else "cell"
+        return pl.DataFrame({"user_id": self.user_ids, "cell": f[key]})
+
+    def matching_cells_frame(self) -> pl.DataFrame:
+        """user_id, cell: the matching cells at the last as_of (placebos' null per cell)."""
+        return pl.DataFrame({"user_id": self.user_ids, "cell": self.features["cell"]})
