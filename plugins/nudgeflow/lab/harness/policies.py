@@ -253,8 +253,10 @@ class Agentic(Policy):
         truth_reward: bool = False,
         send_rule: str | None = None,
         settings_overrides: dict | None = None,
+        fractional: bool = False,
     ):
         self.name = name
+        self.fractional = fractional
         self.send_rule = send_rule
         self.settings_overrides = settings_overrides
         self.truth_reward = truth_reward
@@ -266,6 +268,10 @@ class Agentic(Policy):
         self.propensities = propensities
         self.propensity_draws = propensity_draws
         self.last: dict = {}
+
+    def start(self, sim) -> None:
+        super().start(sim)
+        sim.meas.fractional = self.fractional
 
     def posterior_arrays(self, ctx):
         sim = self.sim
@@ -573,6 +579,7 @@ def make_policy(name: str, **options) -> Policy:
         "ours_no_timing": lambda: Agentic("ours_no_timing", timing=False),
         "ours_no_controls": lambda: Agentic("ours_no_controls", controls=False),
         "ours_null": lambda: Agentic("ours_null", send_rule="null"),
+        "ours_fraction": lambda: Agentic("ours_fraction", fractional=True),
         "ours_unadjusted": lambda: Agentic("ours_unadjusted", settings_overrides={"placebo_sends": 0}),
         "ours_matching_cells": lambda: Agentic("ours_matching_cells", settings_overrides={"prior_cells": "matching"}),
         "ours_forget": lambda: Agentic("ours_forget", forget_half_life_days=FORGET_HALF_LIFE_DAYS),

@@ -67,6 +67,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
+from scipy.special import ndtr
 
 from nudgeflow.config import Settings
 from nudgeflow.decide.action_space import frequency_labels, gap_bin_labels, gap_bucket
@@ -132,6 +133,7 @@ class Measurement:
         if self.s.goal_weight is not None or self.s.control_pool != "cell":
             raise ValueError("the in-memory reward mirrors goal_weight: null and control_pool: cell only")
         self.controls = controls
+        self.fractional = False  # harness-only: fractional rewards (Agentic(fractional=True))
         # the method's parameters are the settings' (nudgeflow.config), like the dbt vars
         self.pre_match_candidates = int(self.s.pre_match_candidates)
         self.pre_match_weight = float(self.s.pre_match_weight)
@@ -449,10 +451,27 @@ class Measurement:
         self.delta_y[todo] = delta
         self.gap_adjustment[todo] = adj
         self.n_controls[todo] = n_c
-        self.reward[todo] = np.where(scored, (delta > 0).astype(float), np.nan)
+        if self.fractional:
+            # harness-only variant: a fractional success Phi(delta_y / sd of the null's delta_y)
+            r = ndtr(delta / self._null_sd(as_of_us, delta[scored]))
+        else:
+            r = (delta > 0).astype(float)
+        self.reward[todo] = np.where(scored, r, np.nan)
         self.scored_at[todo] = as_of_us
         self._actions = None
         return todo
+
+    def _null_sd(self, as_of_us: int, fallback: np.ndarray) -> float:
+        """The spread of a null send's delta_y: the sd of the placebos' adjusted delta_y of the
+        last null_window_days (of ``fallback``, this batch's, without placebos)."""
+        ok = self._placebos_before(as_of_us)
+        if ok.sum() >= 2:
+            p = self.placebos
+            values = p["delta"][ok] - self.gap_adjustments(as_of_us)[p["bin"][ok]]
+        else:
+            values = fallback
+        sd = float(np.std(values)) if len(values) >= 2 else 0.0
+        return sd if sd > 0 else 1.0
 
     def _weights_of(self, wdate: np.ndarray) -> np.ndarray:
         w_pair = np.zeros((len(wdate), len(self.event_names)))
