@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import time
 from pathlib import Path
@@ -47,10 +46,27 @@ def _fail(message: str, code: int = 1) -> None:
     raise SystemExit(code)
 
 
-def _progress(message: str) -> None:
-    console.print(
-        Text.assemble((f"{dt.datetime.now():%H:%M:%S} ", "dim"), str(message)), highlight=False, soft_wrap=True
-    )
+class _LazyProgress:
+    """The command line's progress reporter (steps/progress.TerminalProgress), made on first use."""
+
+    def __init__(self) -> None:
+        self._impl = None
+
+    def _get(self):
+        if self._impl is None:
+            from nudgeflow.steps.progress import TerminalProgress
+
+            self._impl = TerminalProgress(console)
+        return self._impl
+
+    def __call__(self, message: str) -> None:
+        self._get()(message)
+
+    def count(self, label: str, done: int, total: int) -> None:
+        self._get().count(label, done, total)
+
+
+_progress = _LazyProgress()
 
 
 @app.command()

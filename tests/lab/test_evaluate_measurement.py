@@ -113,6 +113,70 @@ def test_metrics_by_hand():
     assert [c["mean_true_delta_y"] for c in cal] == [pytest.approx(1.0), pytest.approx(0.5)]
 
 
+# (estimate, true ΔY, user) of seven sends; r = 1[estimate > 0]
+REWARD_ROWS = [
+    (1.0, 2.0, 0),  # r 1, truth +
+    (-1.0, -1.0, 0),  # r 0, truth -
+    (2.0, 1.0, 0),  # r 1, truth +
+    (0.5, -2.0, 1),  # r 1, truth -
+    (-3.0, 1.0, 1),  # r 0, truth +
+    (1.0, 3.0, 2),  # r 1, truth +   (the user's only send)
+    (2.0, 0.0, 3),  # r 1, truth 0   (neither good nor bad; the user's only send)
+]
+
+
+def test_reward_discrimination_and_within_user_corr_by_hand():
+    """REWARD_ROWS by hand.
+
+    Discrimination: the 4 sends with true ΔY > 0 have r = 1, 1, 0, 1 -> P(r=1 | +) = 3/4; the 2
+    with true ΔY < 0 have r = 0, 1 -> P(r=1 | -) = 1/2; discrimination 3/4 - 1/2 = 1/4 (the
+    send with true ΔY = 0 counts in neither).
+
+    Within-user correlation (users 0 and 1; users 2 and 3 have one send and add nothing):
+    user 0: r (1, 0, 1) - 2/3 = (1/3, -2/3, 1/3); ΔY (2, -1, 1) - 2/3 = (4/3, -5/3, 1/3):
+            sum r'y' = (4 + 10 + 1)/9 = 5/3, sum r'^2 = 6/9 = 2/3, sum y'^2 = 42/9 = 14/3;
+    user 1: r (1, 0) - 1/2 = (1/2, -1/2); ΔY (-2, 1) + 1/2 = (-3/2, 3/2):
+            sum r'y' = -3/2, sum r'^2 = 1/2, sum y'^2 = 9/2;
+    pooled: (5/3 - 3/2) / sqrt((2/3 + 1/2)(14/3 + 9/2)) = (1/6) / sqrt(7/6 * 55/6) = 1/sqrt(385)."""
+    est, truth, user = (np.array(c) for c in zip(*REWARD_ROWS, strict=True))
+    user = user.astype(np.int64)
+    boot = em.bootstrap_weights(4, 50, 0)
+    r = em.compare({"ours": est}, truth, truth, user, boot)["ours"]
+    assert r["p_r1_pos"][0] == pytest.approx(3 / 4)
+    assert r["p_r1_neg"][0] == pytest.approx(1 / 2)
+    assert r["discrimination"][0] == pytest.approx(1 / 4)
+    assert r["within_user_corr"][0] == pytest.approx(1 / math.sqrt(385))
+    assert (r["n_truth_positive"], r["n_truth_negative"]) == (4, 2)
+    assert (r["within_user_users"], r["within_user_sends"]) == (2, 5)
+    for m in ("discrimination", "within_user_corr", "p_r1_pos"):
+        assert r[m][1] <= r[m][0] <= r[m][2]
+    # the bootstrap sees a user drawn twice as two copies of all the user's sends
+    st = em._user_stats(est, truth, truth, user, 4)
+    w = np.array([2.0, 1.0, 0.0, 1.0])
+    dup = np.concatenate([np.nonzero(user == u)[0] for u in (0, 0, 1, 3)])
+    copy_user = np.array([0, 0, 0, 4, 4, 4, 1, 1, 3])  # user 0 twice, as users 0 and 4
+    want = em._metrics_from_sums(em._user_stats(est[dup], truth[dup], truth[dup], copy_user, 5).sum(axis=0))
+    got = em._metrics_from_sums(w @ st)
+    for m in ("discrimination", "within_user_corr", "rmse", "corr"):
+        assert got[m] == pytest.approx(want[m])
+
+
+def test_paired_difference_between_settings():
+    """Two settings scored with the same bootstrap weights: the default against itself
+    differs by exactly 0; another setting by its point difference, inside its interval."""
+    est, truth, user = (np.array(c) for c in zip(*REWARD_ROWS, strict=True))
+    user = user.astype(np.int64)
+    boot = em.bootstrap_weights(4, 50, 0)
+    base, other = {}, {}
+    a = em.compare({"ours": est}, truth, truth, user, boot, replicates=base)["ours"]
+    b = em.compare({"ours": -est}, truth, truth, user, boot, replicates=other)["ours"]
+    assert em.paired_difference(base, base)["ours"]["discrimination"] == [0.0, 0.0, 0.0]
+    d = em.paired_difference(other, base)["ours"]
+    assert d["discrimination"][0] == pytest.approx(b["discrimination"][0] - a["discrimination"][0])
+    assert d["discrimination"][1] <= d["discrimination"][0] <= d["discrimination"][2]
+    assert set(d) == set(em.UNIT_FREE)
+
+
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory):
     home = tmp_path_factory.mktemp("evalworld")
@@ -177,7 +241,12 @@ def test_command_runs(tiny_world):
     res = json.loads((tiny_world / "evaluation" / "measurement.json").read_text())
     main = res["main"]
     assert main["n_sends"] > 0
-    assert set(main["estimators"]) == set(em.ESTIMATORS)
+    # the five, and ours without the gap adjustment (send_outcomes.delta_y_unadjusted)
+    assert set(main["estimators"]) == set(em.ESTIMATORS) | {"ours_unadjusted"}
+    for r in main["estimators"].values():
+        assert r["discrimination"][0] == pytest.approx(r["p_r1_pos"][0] - r["p_r1_neg"][0])
+        assert -1 <= r["within_user_corr"][0] <= 1 and r["within_user_users"] > 0
+        assert r["discrimination"][1] <= r["discrimination"][0] <= r["discrimination"][2]
     assert main["panel_vs_production_max_abs_diff"] < 1e-9  # (a)-(d) see the production's Y
     for r in main["estimators"].values():
         lo, hi = r["rmse"][1], r["rmse"][2]
@@ -187,6 +256,7 @@ def test_command_runs(tiny_world):
     assert max(abs(r["weight"] - r["production_weight"]) for r in res["event_weights"]) < 1e-9
     assert [r["is_goal"] for r in res["event_weights"]].count(True) == 1
     assert "(e) ours" in done.stdout
+    assert "discrimination" in done.stdout and "(e0) ours without the gap adjustment" in done.stdout
     # `nudgeflow report` shows the comparison as one of its sections
     from nudgeflow.lab.truth import report_sections as evaluation_sections
 

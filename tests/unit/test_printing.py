@@ -52,3 +52,39 @@ def test_non_utf8_settings_are_one_line_errors(tmp_path):
     (tmp_path / "nudgeflow.yml").write_bytes(b"goal_event: caf\xe9\n")
     with pytest.raises(NudgeflowError, match="not UTF-8 text"):
         load_settings(tmp_path)
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere():
+    """dbt's nodes are counted: a live bar on a terminal (gone when done), plain lines in a log."""
+    import io
+
+    from rich.console import Console
+
+    from nudgeflow.steps.progress import TerminalProgress, count
+
+    piped = io.StringIO()
+    plain = TerminalProgress(Console(file=piped, force_terminal=False, width=100))
+    for i in range(1, 6):
+        plain.count("dbt build", i, 5)
+    plain("dbt build: 5 nodes ok")
+    lines = piped.getvalue().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "dbt build: 1/5 nodes",
+        "dbt build: 5/5 nodes",
+        "dbt build: 5 nodes ok",
+    ]
+    assert "\x1b" not in piped.getvalue()  # no colour codes when not a terminal
+
+    tty = io.StringIO()
+    live = TerminalProgress(Console(file=tty, force_terminal=True, width=100))
+    for i in range(1, 6):
+        live.count("dbt build", i, 5)
+    assert "━" in tty.getvalue() and not live._bars  # a bar was drawn and is finished
+
+    said: list[str] = []
+    last: dict = {}
+    count(said.append, "dbt build", 1, 3, last=last)
+    count(said.append, "dbt build", 2, 3, last=last)  # within 10 s: not repeated
+    count(said.append, "dbt build", 3, 3, last=last)  # the end is always said
+    count(None, "dbt build", 3, 3, last=last)  # silence stays silent
+    assert said == ["dbt build: 1/3 nodes", "dbt build: 3/3 nodes"]

@@ -6,7 +6,9 @@ difference-in-differences effect was positive. The posterior is
     theta_{u,s,a} ~ Beta(alpha0_{c(u),s,a} + successes_{u,s,a}, beta0_{c(u),s,a} + failures_{u,s,a})
 
 where (alpha0, beta0) is an empirical-Bayes prior fitted on the users of u's behaviour cell
-c(u) (user-based collaborative filtering), or on all users when the cell is thin. The cell's
+c(u) (user-based collaborative filtering: marts.user_features.prior_cell, the local activity
+hour's bin x the half by activity, or the matching cell with prior_cells 'matching'), or on
+all users when the cell is thin. The cell's
 mean is shrunk to the population's as far as cells do not differ, and the strength
 alpha0 + beta0 is the fitted one, capped (``prior_max_strength``) for when the data show no
 difference between users: then a user's own evidence outweighs the prior after that many sends.

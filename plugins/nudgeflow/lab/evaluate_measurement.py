@@ -12,7 +12,9 @@ On a world with known effects (``nudgeflow.lab.simulate``), every matured send g
   (d) ``did_random_k``  the same against k unmessaged users drawn at random;
   (e) ``ours``          the production dbt project (``marts.send_outcomes.delta_y``): the
                         same against the k nearest unmessaged users of the treated user's
-                        matching cell.
+                        matching cell, less the gap adjustment measured on placebo sends;
+  and, when send_outcomes has the column, ``ours_unadjusted`` (``delta_y_unadjusted``: ours
+  without the gap adjustment).
 
   "Unmessaged" means no send in [t - window, t + window), as for the production controls.
   Each send is scored with the event weights of its own weights date (as in production).
@@ -29,6 +31,14 @@ runs there with the varied settings (neighbours, half-life, window). (a)-(d) are
 here from hourly per-user aggregates (decay is separable, send instants are whole hours).
 Nothing of the home's own warehouse is changed. Figures have 95 % bootstrap intervals
 resampling users (all sends of a user together).
+
+Besides the errors (bias, RMSE, correlations), every estimator gets the figures of the
+binarised reward r = 1[estimate > 0] that the Decide step learns from, against the sign of
+the true ΔY (``true_delta_y``, as the sign accuracy): ``discrimination`` = P(r = 1 | true ΔY
+> 0) - P(r = 1 | true ΔY < 0) (``p_r1_pos``, ``p_r1_neg``) and ``within_user_corr``, the
+correlation of r with the true ΔY after demeaning both per user (users with >= 2 scored
+sends). Sweep rows carry ``vs_default``: the unit-free metrics' paired difference to the
+default setting (same users, same bootstrap weights).
 """
 
 from __future__ import annotations
@@ -58,7 +68,12 @@ ESTIMATOR_LABELS = {
     "did_all": "(c) DiD vs all unmessaged",
     "did_random_k": "(d) DiD vs k random unmessaged",
     "ours": "(e) ours: DiD vs k nearest in cell",
+    "ours_unadjusted": "(e0) ours without the gap adjustment",
 }
+# ablations of ours, reported when the warehouse has their column (send_outcomes.delta_y_unadjusted:
+# the difference in differences before the placebos' gap adjustment)
+EXTRA_ESTIMATORS = ("ours_unadjusted",)
+EXTRA_COLUMNS = {"ours_unadjusted": "delta_y_unadjusted"}
 ALL_NEIGHBOURS = 1000  # "all": more than any cell holds (cell_size 250)
 K_SWEEP = (1, 3, 10, 30, "all")
 HALF_LIFE_SWEEP = (6.0, 12.0, 24.0, 48.0)
@@ -430,49 +445,101 @@ def distinct_draws(rng: np.random.Generator, rows: int, pool: int, k: int) -> np
 # ----------------------------------------------------------------------------- metrics
 
 
+STAT_COLUMNS = (
+    "n", "e1", "e2", "x1", "y1", "x2", "y2", "xy", "sg", "t2", "xt", "t1",
+    # the binarised reward r = 1[est > 0] against the sign of the true ΔY
+    "pos", "neg", "r_pos", "r_neg",
+    # within-user sums of squares and products of r and the true ΔY (each user's own
+    # demeaned values; 0 for a user with one send)
+    "w_rt", "w_rr", "w_tt", "users_2plus", "sends_2plus",
+)  # fmt: skip
+
+
 def _user_stats(est: np.ndarray, truth: np.ndarray, te: np.ndarray, user: np.ndarray, n_users: int) -> np.ndarray:
-    """Per-user sums [n_users, 11] used by every metric (so that bootstrapping users is a
-    matrix product)."""
+    """Per-user sums [n_users, len(STAT_COLUMNS)] used by every metric (so that bootstrapping
+    users is a matrix product: a user drawn w times adds w times its row).
+
+    The within-user columns are each user's own centred sums of the binarised reward r and
+    the true ΔY y: sum (r - mean_u r)(y - mean_u y) = sum r y - (sum r)(sum y) / n_u, and
+    likewise for r r and y y; a user with one scored send adds 0 to all three."""
     err = est - truth
-    cols = [
-        np.ones_like(est),
-        err,
-        err * err,
-        est,
-        truth,
-        est * est,
-        truth * truth,
-        est * truth,
-        ((est > 0) == (truth > 0)).astype(np.float64),
-        te * te,
-        est * te,
-    ]
-    extra_te = te
-    stats = np.zeros((n_users, len(cols) + 1))
-    for j, c in enumerate(cols + [extra_te]):
-        stats[:, j] = np.bincount(user, weights=c, minlength=n_users)
-    return stats
+    r = (est > 0).astype(np.float64)
+    pos = (truth > 0).astype(np.float64)
+    neg = (truth < 0).astype(np.float64)
+    cols = {
+        "n": np.ones_like(est),
+        "e1": err,
+        "e2": err * err,
+        "x1": est,
+        "y1": truth,
+        "x2": est * est,
+        "y2": truth * truth,
+        "xy": est * truth,
+        "sg": (r == pos).astype(np.float64),
+        "t2": te * te,
+        "xt": est * te,
+        "t1": te,
+        "pos": pos,
+        "neg": neg,
+        "r_pos": r * pos,
+        "r_neg": r * neg,
+        "r1": r,
+        "ry": r * truth,
+    }
+    sums = {name: np.bincount(user, weights=c, minlength=n_users) for name, c in cols.items()}
+    n = sums["n"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inv = np.where(n > 0, 1.0 / n, 0.0)
+    sums["w_rt"] = sums["ry"] - sums["r1"] * sums["y1"] * inv
+    sums["w_rr"] = sums["r1"] - sums["r1"] ** 2 * inv  # r * r = r
+    sums["w_tt"] = sums["y2"] - sums["y1"] ** 2 * inv
+    sums["users_2plus"] = (n >= 2).astype(np.float64)
+    sums["sends_2plus"] = np.where(n >= 2, n, 0.0)
+    return np.stack([sums[c] for c in STAT_COLUMNS], axis=1)
 
 
 def _metrics_from_sums(s: np.ndarray) -> dict[str, np.ndarray]:
-    """Metrics from summed stats (rows: replicates)."""
-    n, e1, e2, x1, y1, x2, y2, xy, sg, t2, xt, t1 = (s[..., j] for j in range(12))
+    """Metrics from summed stats (last axis: STAT_COLUMNS; leading axes: replicates).
+
+    ``discrimination`` = P(r = 1 | true ΔY > 0) - P(r = 1 | true ΔY < 0) (``p_r1_pos``,
+    ``p_r1_neg``), r = 1[estimate > 0]: how much more often the binarised reward is 1 for a
+    good send than for a bad one (0: not at all). ``within_user_corr``: the correlation of r
+    with the true ΔY after demeaning both per user (users with >= 2 scored sends): how well
+    a user's own rewards rank that user's own sends."""
+    c = {name: s[..., j] for j, name in enumerate(STAT_COLUMNS)}
+    n, e1, e2, x1, y1, x2, y2, xy = (c[k] for k in ("n", "e1", "e2", "x1", "y1", "x2", "y2", "xy"))
+    t1, t2, xt = c["t1"], c["t2"], c["xt"]
     with np.errstate(invalid="ignore", divide="ignore"):
         mx, my, mt = x1 / n, y1 / n, t1 / n
         vx, vy, vt = x2 / n - mx**2, y2 / n - my**2, t2 / n - mt**2
+        p_pos, p_neg = c["r_pos"] / c["pos"], c["r_neg"] / c["neg"]
         return {
             "bias": e1 / n,
             "sd_error": np.sqrt(np.maximum(e2 / n - (e1 / n) ** 2, 0.0)),
             "rmse": np.sqrt(e2 / n),
             "corr": (xy / n - mx * my) / np.sqrt(vx * vy),
             "corr_purchases": (xt / n - mx * mt) / np.sqrt(vx * vt),
-            "sign_accuracy": sg / n,
+            "sign_accuracy": c["sg"] / n,
+            "discrimination": p_pos - p_neg,
+            "p_r1_pos": p_pos,
+            "p_r1_neg": p_neg,
+            "within_user_corr": c["w_rt"] / np.sqrt(c["w_rr"] * c["w_tt"]),
         }
+
+
+# unit-free metrics, comparable across half-lives and windows (paired differences to the default)
+UNIT_FREE = ("corr", "corr_purchases", "sign_accuracy", "discrimination", "within_user_corr")
 
 
 def bootstrap_weights(n_users: int, replicates: int, seed: int) -> np.ndarray:
     """Poisson(1) weights per (replicate, user): the user-clustered (Poisson) bootstrap."""
     return np.random.default_rng([seed, 31337]).poisson(1.0, (replicates, n_users)).astype(np.float64)
+
+
+def _interval(rep: np.ndarray) -> list[float]:
+    """2.5 and 97.5 percentiles of the finite replicates (NaN if none: e.g. no truly negative send)."""
+    rep = np.asarray(rep)[np.isfinite(rep)]
+    return [float(v) for v in np.percentile(rep, [2.5, 97.5])] if len(rep) else [float("nan")] * 2
 
 
 def compare(
@@ -482,30 +549,53 @@ def compare(
     user: np.ndarray,
     boot: np.ndarray,
     reference: str = "ours",
+    replicates: dict | None = None,
 ) -> dict:
-    """Point estimates, 95 % bootstrap intervals, and the paired RMSE difference to ``reference``."""
+    """Point estimates, 95 % bootstrap intervals, and the paired RMSE and discrimination
+    differences to ``reference``. ``replicates``, when given, receives every estimator's
+    bootstrap replicates of the unit-free metrics (``UNIT_FREE``), for paired differences
+    between settings evaluated with the same bootstrap weights."""
     n_users = boot.shape[1]
     res, reps = {}, {}
     for name, est in estimates.items():
         ok = np.isfinite(est)
         st = _user_stats(est[ok], truth[ok], te[ok], user[ok], n_users)
-        point = _metrics_from_sums(st.sum(axis=0))
+        tot = st.sum(axis=0)
+        point = _metrics_from_sums(tot)
         rep = _metrics_from_sums(boot @ st)
         reps[name] = rep
         res[name] = {"n": int(ok.sum()), "mean_estimate": float(est[ok].mean()), "mean_truth": float(truth[ok].mean())}
         for m, v in point.items():
-            lo, hi = np.nanpercentile(rep[m], [2.5, 97.5])
-            res[name][m] = [float(v), float(lo), float(hi)]
+            res[name][m] = [float(v), *_interval(rep[m])]
+        col = STAT_COLUMNS.index
+        res[name]["n_truth_positive"] = int(tot[col("pos")])
+        res[name]["n_truth_negative"] = int(tot[col("neg")])
+        res[name]["within_user_users"] = int(tot[col("users_2plus")])  # users with >= 2 scored sends
+        res[name]["within_user_sends"] = int(tot[col("sends_2plus")])  # and their sends
+        if replicates is not None:
+            replicates[name] = {m: rep[m] for m in UNIT_FREE} | {"_point": {m: float(point[m]) for m in UNIT_FREE}}
     if reference in reps:
         for name in estimates:
             if name == reference:
                 continue
-            d = reps[name]["rmse"] - reps[reference]["rmse"]
-            res[name]["rmse_minus_reference"] = [
-                float(res[name]["rmse"][0] - res[reference]["rmse"][0]),
-                *map(float, np.nanpercentile(d, [2.5, 97.5])),
-            ]
+            for m in ("rmse", "discrimination"):
+                d = reps[name][m] - reps[reference][m]
+                res[name][f"{m}_minus_reference"] = [float(res[name][m][0] - res[reference][m][0]), *_interval(d)]
     return res
+
+
+def paired_difference(reps: dict, base: dict) -> dict:
+    """Per estimator and unit-free metric: this setting minus the default, [point, lo, hi],
+    from replicates drawn with the same bootstrap weights (``compare(..., replicates=)``)."""
+    out = {}
+    for name, r in reps.items():
+        if name not in base:
+            continue
+        out[name] = {}
+        for m in UNIT_FREE:
+            d = r[m] - base[name][m]
+            out[name][m] = [float(r["_point"][m] - base[name]["_point"][m]), *_interval(d)]
+    return out
 
 
 def calibration(est: np.ndarray, truth: np.ndarray, te: np.ndarray, bins: int = 10) -> list[dict]:
@@ -564,9 +654,18 @@ def run_config(
         raise NudgeflowError("evaluate measurement needs a whole number of window_hours")
     con = ctx.scratch.connect()
     try:
+        have = {
+            r[0]
+            for r in con.execute(
+                "select column_name from information_schema.columns "
+                "where table_catalog = 'wh' and table_schema = 'marts' and table_name = 'send_outcomes'"
+            ).fetchall()
+        }
+        extra = {e: c for e, c in EXTRA_COLUMNS.items() if c in have}
         out = con.sql(
             "select o.send_id, o.y_pre, o.y_post, o.delta_y, o.n_controls, o.is_scored, "
-            "w.weights_as_of from wh.marts.send_outcomes as o "
+            + "".join(f"o.{c}, " for c in extra.values())
+            + "w.weights_as_of from wh.marts.send_outcomes as o "
             "join wh.intermediate.int_sends__windows as w using (send_id)"
         ).pl()
         history = con.sql("select weights_as_of, event_name, weight from wh.marts.event_weights_history").pl()
@@ -608,6 +707,8 @@ def run_config(
         y_pre, y_post, msg, send_u, send_i, None if (k is None or k >= ALL_NEIGHBOURS) else int(k), rng
     )
     est["ours"] = frame["delta_y"].to_numpy()
+    for name, c in extra.items():
+        est[name] = frame[c].to_numpy()
     truth = true_delta_y(
         ctx.world,
         frame["widx"].to_numpy(),
@@ -619,6 +720,7 @@ def run_config(
         W,
     )
     te = frame["true_effect"].to_numpy()
+    reps: dict = {}
     res = {
         "settings": {"neighbours": settings.neighbours, "half_life_hours": h, "window_hours": W},
         "n_sends": frame.height,
@@ -628,7 +730,8 @@ def run_config(
         "share_truth_positive": float((truth > 0).mean()),
         "panel_vs_production_max_abs_diff": check,
         "dbt_seconds": round(secs, 1),
-        "estimators": compare(est, truth, te, send_u, ctx.boot),
+        "estimators": compare(est, truth, te, send_u, ctx.boot, replicates=reps),
+        "_replicates": reps,
     }
     if want_calibration:
         res["calibration"] = {name: calibration(e, truth, te) for name, e in est.items()}
@@ -727,6 +830,7 @@ def evaluate(
     t0 = time.perf_counter()
     base = run_config(ctx, settings, want_calibration=True)
     base_sends = base.pop("_frame")
+    base_reps = base.pop("_replicates")
     results["main"] = base
     _say(progress, f"main comparison: {base['n_sends']} sends in {time.perf_counter() - t0:.0f}s")
     # the same on sends without any other send of the user in [t - window, t + window)
@@ -756,7 +860,7 @@ def evaluate(
         results["isolated_sends"] = {
             "n_sends": sub.height,
             "estimators": compare(
-                {e: sub[e].to_numpy() for e in ESTIMATORS},
+                {e: sub[e].to_numpy() for e in ESTIMATORS + EXTRA_ESTIMATORS if e in sub.columns},
                 sub["true_delta_y"].to_numpy(),
                 sub["true_effect"].to_numpy(),
                 sub["uidx"].to_numpy(),
@@ -777,12 +881,14 @@ def evaluate(
             s = dataclasses.replace(settings, **{name: v})
             if s == settings:
                 r = {k: base[k] for k in base if k != "calibration"}
+                reps = base_reps
             else:
                 t0 = time.perf_counter()
                 r = run_config(ctx, s, sends)
                 r.pop("_frame")
+                reps = r.pop("_replicates")
                 _say(progress, f"sweep {i + 1}/{len(plan)} {name}={value}: {time.perf_counter() - t0:.0f}s")
-            r = {**r, "value": value}
+            r = {**r, "value": value, "vs_default": paired_difference(reps, base_reps)}
             results["sweeps"][name].append(r)
     # the same world with another goal event must rank the events differently (dbt again)
     other_goal = "add_to_cart" if settings.goal_event != "add_to_cart" else "view_item"
@@ -819,7 +925,7 @@ def comparison_table(est: dict) -> list[str]:
         "corr(purchases) | sign accuracy |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in ESTIMATORS:
+    for name in ESTIMATORS + EXTRA_ESTIMATORS:
         r = est.get(name)
         if r is None:
             continue
@@ -832,22 +938,72 @@ def comparison_table(est: dict) -> list[str]:
     return lines
 
 
+def reward_table(est: dict) -> list[str]:
+    """The binarised reward r = 1[estimate > 0] against the sign of the true ΔY."""
+    lines = [
+        "| estimator | P(r=1 \\| true ΔY > 0) | P(r=1 \\| true ΔY < 0) | discrimination [95% CI] | "
+        "discrimination − ours [95% CI] | within-user corr(r, true ΔY) [95% CI] | users (sends) with ≥ 2 sends |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ESTIMATORS + EXTRA_ESTIMATORS:
+        r = est.get(name)
+        if r is None or "discrimination" not in r:
+            continue
+        diff = (
+            format_ci(r["discrimination_minus_reference"], "{:+.3f}") if "discrimination_minus_reference" in r else "—"
+        )
+        lines.append(
+            f"| {ESTIMATOR_LABELS[name]} | {format_ci(r['p_r1_pos'])} | {format_ci(r['p_r1_neg'])} | "
+            f"{format_ci(r['discrimination'], '{:+.3f}')} | {diff} | {format_ci(r['within_user_corr'], '{:+.3f}')} | "
+            f"{r['within_user_users']} ({r['within_user_sends']}) |"
+        )
+    return lines
+
+
+def _sweep_estimators(name: str) -> tuple[str, ...]:
+    if name == "neighbours":
+        return ("ours", "ours_unadjusted", "did_random_k")
+    return ("ours", "ours_unadjusted", "did_all", "pre_post", "post_vs_all")
+
+
 def sweep_table(rows: list[dict], name: str) -> list[str]:
     lines = [
         f"| {name} | estimator | bias [95% CI] | sd(error) | RMSE [95% CI] | corr(ΔY) | sign accuracy |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        for e in ("ours", "did_random_k", "did_all", "pre_post", "post_vs_all"):
-            if name != "neighbours" and e == "did_random_k":
+        for e in _sweep_estimators(name):
+            m = r["estimators"].get(e)
+            if m is None:
                 continue
-            if name == "neighbours" and e in ("did_all", "pre_post", "post_vs_all"):
-                continue
-            m = r["estimators"][e]
             lines.append(
                 f"| {r['value']} | {ESTIMATOR_LABELS[e]} | {format_ci(m['bias'], '{:+.3f}')} | "
                 f"{m['sd_error'][0]:.3f} | {format_ci(m['rmse'])} | {m['corr'][0]:.3f} | "
                 f"{m['sign_accuracy'][0]:.3f} |"
+            )
+    return lines
+
+
+def sweep_reward_table(rows: list[dict], name: str) -> list[str]:
+    """Per setting and estimator: RMSE, correlation, discrimination and within-user
+    correlation, and the unit-free ones' paired difference to the default setting."""
+    lines = [
+        f"| {name} | estimator | RMSE [95% CI] | corr(ΔY) [95% CI] | discrimination [95% CI] | "
+        "discrimination − default [95% CI] | within-user corr [95% CI] | within-user corr − default [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for e in _sweep_estimators(name):
+            m = r["estimators"].get(e)
+            if m is None or "discrimination" not in m:
+                continue
+            d = r.get("vs_default", {}).get(e, {})
+            dd = format_ci(d["discrimination"], "{:+.3f}") if "discrimination" in d else "—"
+            dw = format_ci(d["within_user_corr"], "{:+.3f}") if "within_user_corr" in d else "—"
+            lines.append(
+                f"| {r['value']} | {ESTIMATOR_LABELS[e]} | {format_ci(m['rmse'])} | {format_ci(m['corr'])} | "
+                f"{format_ci(m['discrimination'], '{:+.3f}')} | {dd} | "
+                f"{format_ci(m['within_user_corr'], '{:+.3f}')} | {dw} |"
             )
     return lines
 
@@ -882,6 +1038,14 @@ def markdown_report(res: dict) -> str:
         "",
     ]
     lines += comparison_table(m["estimators"])
+    lines += [
+        "",
+        "## The reward for decisions: r = 1[estimate > 0] against the sign of the true ΔY "
+        f"({m['estimators']['ours'].get('n_truth_positive', '?')} sends with true ΔY > 0, "
+        f"{m['estimators']['ours'].get('n_truth_negative', '?')} < 0)",
+        "",
+    ]
+    lines += reward_table(m["estimators"])
     if "isolated_sends" in res:
         lines += [
             "",
@@ -889,6 +1053,8 @@ def markdown_report(res: dict) -> str:
             "",
         ]
         lines += comparison_table(res["isolated_sends"]["estimators"])
+        lines += ["", "Their binarised reward:", ""]
+        lines += reward_table(res["isolated_sends"]["estimators"])
     if "calibration" in m:
         lines += [
             "",
@@ -925,4 +1091,6 @@ def markdown_report(res: dict) -> str:
     for name, rows in res.get("sweeps", {}).items():
         lines += ["", f"## Sweep over {name}", ""]
         lines += sweep_table(rows, name)
+        lines += ["", f"The reward for decisions over {name} (differences: paired, same users and weights)", ""]
+        lines += sweep_reward_table(rows, name)
     return "\n".join(lines) + "\n"

@@ -227,6 +227,6 @@ def step_match(home: Path, day: dt.date, progress: Progress = None) -> dict:
     say(
         progress,
         f"match: {len(chosen)} sends chosen for {len(user_ids)} users; {waiting} wait "
-        f"(frequency), {int((~opts.eligible.any(axis=(1, 2))).sum())} have no eligible message",
+        f"(send or wait), {int((~opts.eligible.any(axis=(1, 2))).sum())} have no eligible message",
     )
     return {"sends": int(len(chosen)), "waiting": waiting}

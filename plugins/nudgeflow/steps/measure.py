@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nudgeflow.config import DBT_PROJECT_DIR, NudgeflowError, Settings, as_of, load_settings, warehouse_path
 from nudgeflow.steps.ingest import accounting
+from nudgeflow.steps.progress import count
 from nudgeflow.warehouse import connect
 
 
@@ -45,7 +46,8 @@ def run_dbt(args: list[str], home: Path, as_of: dt.datetime, progress: Callable[
     os.environ["NUDGEFLOW_WAREHOUSE"] = str(warehouse_path(home))
     os.environ["NUDGEFLOW_AS_OF"] = as_of.strftime("%Y-%m-%d %H:%M:%S")
 
-    done = {"n": 0, "shown": 0.0}
+    done = {"n": 0}
+    last: dict = {}
 
     def on_event(event) -> None:  # nodes counted, not listed: the full log is HOME/.dbt/logs/dbt.log
         if event.info.name not in ("LogModelResult", "LogTestResult", "LogNodeResult"):
@@ -55,10 +57,7 @@ def run_dbt(args: list[str], home: Path, as_of: dt.datetime, progress: Callable[
         status = str(getattr(event.data, "status", "")).lower()
         if progress and status in ("error", "fail", "runtime error"):
             progress(f"dbt: {getattr(event.data, 'node_info', None) and event.data.node_info.node_name}: {status}")
-        now = time.perf_counter()
-        if progress and (now - done["shown"] >= 10 or index == total):
-            done["shown"] = now
-            progress(f"dbt {args[0]}: {index}/{total or '?'} nodes")
+        count(progress, f"dbt {args[0]}", index, total, last=last)
 
     started = time.perf_counter()
     try:
