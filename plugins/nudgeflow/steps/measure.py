@@ -8,6 +8,7 @@ neighbour-controlled treatment effects and per-user action outcomes (see
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import os
 import time
@@ -94,6 +95,13 @@ def _release_warehouse() -> None:
     if env is not None:
         env.close()
     DuckDBConnectionManager.close_all_connections()
+    # dbt's adapters and manifest hold locks of a "spawn" multiprocessing context; a process
+    # that ends without running finalizers (Airflow's task runner) made the resource tracker
+    # log "2 leaked semaphore objects" as errors. Drop them here, so they are released now.
+    from dbt.adapters.factory import reset_adapters
+
+    reset_adapters()
+    gc.collect()
 
 
 def dbt_build(
