@@ -153,6 +153,11 @@ class Settings:
         unit="hours",
         gt=0,
     )
+    gap_adjustment: bool = setting(
+        False,
+        "subtract the gap adjustment from delta_y (measured to cost decisions in the harness: "
+        "docs/policies.md); off, the placebos are still measured and recorded (gap_adjustments, null_rewards)",
+    )
     null_window_days: int = setting(
         28, "the gap adjustment and the null reward pool the placebos of this many days", unit="days", ge=1
     )
@@ -256,6 +261,7 @@ def _kind(f) -> str:
         "int": "integer",
         "tuple[int, ...]": "list of integers",
         "float | None": "number or null",
+        "bool": "true or false",
     }[str(f.type)]
 
 
@@ -276,6 +282,10 @@ def _coerce(name: str, value):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise TypeError
             return float(value)
+        if kind == "true or false":
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
         if kind == "text":
             if not isinstance(value, str) or not value.strip():
                 raise TypeError
@@ -355,6 +365,7 @@ def settings_table() -> str:
     for f in fields(Settings):
         m = f.metadata
         default = _plain(f.default)
+        default = str(default).lower() if isinstance(default, bool) else default
         rows.append(
             f"| `{f.name}` | `{'null' if default is None else default}` | {m['unit']} | "
             f"{_bounds_text(f)[2:-1]} | {'yes' if m['contract'] else ''} | {'yes' if m['dbt'] else ''} "

@@ -32,7 +32,7 @@ def worlds(tmp_path_factory):
 
 PARITY_SETTINGS = [
     {},
-    {"half_life_hours": 8, "window_hours": 24, "neighbours": 3},
+    {"half_life_hours": 8, "window_hours": 24, "neighbours": 3, "gap_adjustment": True},
     {"goal_event": "add_to_cart", "weight_window_hours": 48, "evidence_half_life_days": 7, "pre_match_candidates": 0},
 ]
 
@@ -230,3 +230,7 @@ def test_gap_bias_table(worlds):
     assert table["sends"].sum() > 100 and table["null_sends"].sum() > 0
     for col in ("p_reward", "p_reward_if_positive", "p_reward_if_negative", "p_reward_null"):
         assert table[col].drop_nulls().is_between(0, 1).all()
+    # both rewards from the same sends: the difference in differences alone, and less the gap adjustment
+    by = {r: table.filter(pl.col("reward") == r).sort("bucket") for r in ("unadjusted", "adjusted")}
+    assert by["unadjusted"]["sends"].to_list() == by["adjusted"]["sends"].to_list()
+    assert by["unadjusted"]["p_reward"].to_list() != by["adjusted"]["p_reward"].to_list()

@@ -66,6 +66,8 @@ def _load(tmp_path, text: str):
         ("control_pool: street", "'control_pool' out of bounds (one of cell, group), got 'street'"),
         ("weight_horizon_days: 2", "'weight_horizon_days' must be longer than 'weight_window_hours'"),
         ("goal_event: ''", "'goal_event' must be text"),
+        ("gap_adjustment: 1", "'gap_adjustment' must be true or false, got 1"),
+        ("prior_cells: users", "'prior_cells' out of bounds (one of behaviour, matching), got 'users'"),
     ],
 )
 def test_bad_settings_are_refused_with_their_bounds(tmp_path, text, message):

@@ -5,7 +5,7 @@
 ) }}
 -- The method, explained once: docs block method_treatment_effect (models/method.md).
 -- Step 3: the individual treatment effect of every matured send, difference in differences
--- (eq. 2) less the gap adjustment of the send's weights date and gap bin (gap_adjustments):
+-- (eq. 2), less (with gap_adjustment) the gap adjustment of the send's weights date and gap bin:
 --   delta_y = (Y_post^T - Y_pre^T) - mean over controls of (Y_post^C - Y_pre^C) - adjustment
 -- reward = 1 if delta_y > 0 else 0. A send is scored when it has at least min_controls
 -- controls (and always at least one); an unscored send keeps reward null.
@@ -23,8 +23,14 @@ differences as (
     where not is_placebo
 ),
 
+-- the adjustment subtracted: the measured one with gap_adjustment, else 0 (still recorded in
+-- gap_adjustments)
 adjustments as (
-    select * from {{ ref('gap_adjustments') }}
+    select
+        weights_as_of,
+        gap_bin,
+        {{ 'adjustment' if var('gap_adjustment') else '0.0' }} as adjustment
+    from {{ ref('gap_adjustments') }}
 ),
 
 rewarded as (

@@ -13,8 +13,10 @@ On a world with known effects (``nudgeflow.lab.simulate``), every matured send g
   (e) ``ours``          the production dbt project (``marts.send_outcomes.delta_y``): the
                         same against the k nearest unmessaged users of the treated user's
                         matching cell, less the gap adjustment measured on placebo sends;
-  and, when send_outcomes has the column, ``ours_unadjusted`` (``delta_y_unadjusted``: ours
-  without the gap adjustment).
+  and, where the warehouse has them and they differ from ours (the setting
+  ``gap_adjustment`` says which one ours is), ``ours_unadjusted`` (``delta_y_unadjusted``,
+  the difference in differences without the gap adjustment) and ``ours_adjusted`` (the same
+  less the measured adjustment of the send's weights date and gap bin, ``gap_adjustments``).
 
   "Unmessaged" means no send in [t - window, t + window), as for the production controls.
   Each send is scored with the event weights of its own weights date (as in production).
@@ -69,11 +71,13 @@ ESTIMATOR_LABELS = {
     "did_random_k": "(d) DiD vs k random unmessaged",
     "ours": "(e) ours: DiD vs k nearest in cell",
     "ours_unadjusted": "(e0) ours without the gap adjustment",
+    "ours_adjusted": "(e1) ours with the gap adjustment",
 }
-# ablations of ours, reported when the warehouse has their column (send_outcomes.delta_y_unadjusted:
-# the difference in differences before the placebos' gap adjustment)
-EXTRA_ESTIMATORS = ("ours_unadjusted",)
-EXTRA_COLUMNS = {"ours_unadjusted": "delta_y_unadjusted"}
+# ablations of ours around the placebos' gap adjustment (setting gap_adjustment), each reported
+# when the warehouse has what it needs and it differs from ours: the difference in differences
+# without the adjustment (send_outcomes.delta_y_unadjusted), and the same less the measured
+# adjustment of the send's weights date and gap bin (marts.gap_adjustments), applied or not
+EXTRA_ESTIMATORS = ("ours_unadjusted", "ours_adjusted")
 ALL_NEIGHBOURS = 1000  # "all": more than any cell holds (cell_size 250)
 K_SWEEP = (1, 3, 10, 30, "all")
 HALF_LIFE_SWEEP = (6.0, 12.0, 24.0, 48.0)
@@ -551,8 +555,8 @@ def compare(
     reference: str = "ours",
     replicates: dict | None = None,
 ) -> dict:
-    """Point estimates, 95 % bootstrap intervals, and the paired RMSE and discrimination
-    differences to ``reference``. ``replicates``, when given, receives every estimator's
+    """Point estimates, 95 % bootstrap intervals, and the paired differences of RMSE,
+    discrimination and within-user correlation to ``reference``. ``replicates``, when given, receives every estimator's
     bootstrap replicates of the unit-free metrics (``UNIT_FREE``), for paired differences
     between settings evaluated with the same bootstrap weights."""
     n_users = boot.shape[1]
@@ -578,7 +582,7 @@ def compare(
         for name in estimates:
             if name == reference:
                 continue
-            for m in ("rmse", "discrimination"):
+            for m in ("rmse", "discrimination", "within_user_corr"):
                 d = reps[name][m] - reps[reference][m]
                 res[name][f"{m}_minus_reference"] = [float(res[name][m][0] - res[reference][m][0]), *_interval(d)]
     return res
@@ -661,18 +665,25 @@ def run_config(
                 "where table_catalog = 'wh' and table_schema = 'marts' and table_name = 'send_outcomes'"
             ).fetchall()
         }
-        extra = {e: c for e, c in EXTRA_COLUMNS.items() if c in have}
+        extra = [c for c in ("delta_y_unadjusted", "gap_bin") if c in have]
         out = con.sql(
             "select o.send_id, o.y_pre, o.y_post, o.delta_y, o.n_controls, o.is_scored, "
-            + "".join(f"o.{c}, " for c in extra.values())
+            + "".join(f"o.{c}, " for c in extra)
             + "w.weights_as_of from wh.marts.send_outcomes as o "
             "join wh.intermediate.int_sends__windows as w using (send_id)"
         ).pl()
+        adjusted = "gap_bin" in extra and "delta_y_unadjusted" in extra
+        if adjusted:  # the measured adjustment, whether send_outcomes subtracted it or not
+            adj = con.sql(
+                "select weights_as_of, gap_bin, adjustment as measured_gap_adjustment from wh.marts.gap_adjustments"
+            ).pl()
+            out = out.join(adj, on=["weights_as_of", "gap_bin"], how="left")
         history = con.sql("select weights_as_of, event_name, weight from wh.marts.event_weights_history").pl()
         frame = ctx.truth.join(out, on="send_id", how="inner")
         if sends is not None:
             frame = frame.join(sends.select("send_id"), on="send_id", how="semi")
-        frame = frame.filter(pl.col("is_scored"))
+        # a fixed order (joins do not keep one): (d)'s random controls are drawn send by send
+        frame = frame.filter(pl.col("is_scored")).sort("send_id")
         h0 = (ctx.hours0 - dt.datetime(1970, 1, 1)).total_seconds()
         t_h = (frame["t_epoch"].to_numpy() - h0) / 3600.0
         if np.any(np.abs(t_h - np.round(t_h)) > 1e-9):
@@ -707,8 +718,14 @@ def run_config(
         y_pre, y_post, msg, send_u, send_i, None if (k is None or k >= ALL_NEIGHBOURS) else int(k), rng
     )
     est["ours"] = frame["delta_y"].to_numpy()
-    for name, c in extra.items():
-        est[name] = frame[c].to_numpy()
+    variants = {}
+    if "delta_y_unadjusted" in frame.columns:
+        unadjusted = frame["delta_y_unadjusted"].to_numpy()
+        variants["ours_unadjusted"] = unadjusted
+        if adjusted:
+            variants["ours_adjusted"] = unadjusted - frame["measured_gap_adjustment"].fill_null(0.0).to_numpy()
+    same = {n: bool(np.allclose(v, est["ours"], rtol=0.0, atol=1e-12, equal_nan=True)) for n, v in variants.items()}
+    est |= {n: v for n, v in variants.items() if not same[n]}
     truth = true_delta_y(
         ctx.world,
         frame["widx"].to_numpy(),
@@ -728,6 +745,10 @@ def run_config(
         "mean_controls_ours": float(frame["n_controls"].mean()),
         "mean_unmessaged_pool": float((~msg).sum(axis=0)[send_i].mean()),
         "share_truth_positive": float((truth > 0).mean()),
+        # which variant ours is (send_outcomes.delta_y with this run's settings); None: unknown
+        "ours_gap_adjusted": {(True, False): True, (False, True): False}.get(
+            (same.get("ours_adjusted", False), same.get("ours_unadjusted", False))
+        ),
         "panel_vs_production_max_abs_diff": check,
         "dbt_seconds": round(secs, 1),
         "estimators": compare(est, truth, te, send_u, ctx.boot, replicates=reps),
@@ -823,6 +844,7 @@ def evaluate(
             "half_life_hours": settings.half_life_hours,
             "window_hours": settings.window_hours,
             "goal_event": settings.goal_event,
+            "gap_adjustment": getattr(settings, "gap_adjustment", None),
         },
         "dbt_vars": dict(dbt_vars or {}),
         "bootstrap_replicates": replicates,
@@ -942,28 +964,30 @@ def reward_table(est: dict) -> list[str]:
     """The binarised reward r = 1[estimate > 0] against the sign of the true ΔY."""
     lines = [
         "| estimator | P(r=1 \\| true ΔY > 0) | P(r=1 \\| true ΔY < 0) | discrimination [95% CI] | "
-        "discrimination − ours [95% CI] | within-user corr(r, true ΔY) [95% CI] | users (sends) with ≥ 2 sends |",
-        "|---|---|---|---|---|---|---|",
+        "discrimination − ours [95% CI] | within-user corr(r, true ΔY) [95% CI] | within-user corr − ours [95% CI] | "
+        "users (sends) with ≥ 2 sends |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in ESTIMATORS + EXTRA_ESTIMATORS:
         r = est.get(name)
         if r is None or "discrimination" not in r:
             continue
-        diff = (
-            format_ci(r["discrimination_minus_reference"], "{:+.3f}") if "discrimination_minus_reference" in r else "—"
+        diff, wdiff = (
+            format_ci(r[f"{m}_minus_reference"], "{:+.3f}") if f"{m}_minus_reference" in r else "—"
+            for m in ("discrimination", "within_user_corr")
         )
         lines.append(
             f"| {ESTIMATOR_LABELS[name]} | {format_ci(r['p_r1_pos'])} | {format_ci(r['p_r1_neg'])} | "
             f"{format_ci(r['discrimination'], '{:+.3f}')} | {diff} | {format_ci(r['within_user_corr'], '{:+.3f}')} | "
-            f"{r['within_user_users']} ({r['within_user_sends']}) |"
+            f"{wdiff} | {r['within_user_users']} ({r['within_user_sends']}) |"
         )
     return lines
 
 
 def _sweep_estimators(name: str) -> tuple[str, ...]:
     if name == "neighbours":
-        return ("ours", "ours_unadjusted", "did_random_k")
-    return ("ours", "ours_unadjusted", "did_all", "pre_post", "post_vs_all")
+        return ("ours", "ours_unadjusted", "ours_adjusted", "did_random_k")
+    return ("ours", "ours_unadjusted", "ours_adjusted", "did_all", "pre_post", "post_vs_all")
 
 
 def sweep_table(rows: list[dict], name: str) -> list[str]:
@@ -1034,7 +1058,9 @@ def markdown_report(res: dict) -> str:
         f"{m['mean_controls_ours']:.1f} controls per send for ours; "
         f"{m['mean_unmessaged_pool']:.0f} unmessaged users per instant; "
         f"true ΔY > 0 for {m['share_truth_positive']:.1%}; (a)–(d) recomputed Y of the treated "
-        f"differ from the production's by at most {m['panel_vs_production_max_abs_diff']:.1e})",
+        f"differ from the production's by at most {m['panel_vs_production_max_abs_diff']:.1e}; ours is "
+        f"{ {True: 'with', False: 'without', None: 'with or without'}[m.get('ours_gap_adjusted')] } "
+        "the gap adjustment)",
         "",
     ]
     lines += comparison_table(m["estimators"])

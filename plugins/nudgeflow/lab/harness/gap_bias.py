@@ -35,8 +35,8 @@ def gap_bias(
     send_prob: float = 0.5,
 ) -> pl.DataFrame:
     """One row per (reward, gap bucket) ('first' for a user's first send), pooled over seeds:
-    reward 'unadjusted' is the difference in differences alone (before the gap adjustment),
-    'adjusted' the production reward (less the placebos' gap adjustment). Both come from the
+    reward 'unadjusted' is the difference in differences alone (the production reward), 'adjusted'
+    less the placebos' gap adjustment (the reward with gap_adjustment: true). Both come from the
     same logs: the random policy sends to each eligible user with probability ``send_prob``
     per day, so that every gap occurs and users messaged yesterday but not today exist (the
     placebos of short gaps)."""
@@ -46,13 +46,13 @@ def gap_bias(
         run = run_policy(home, make_policy("random", send_prob=send_prob), days)
         sim, rows = run["sim"], run["loop_sends"]
         sim.meas.score(epoch_us(sim.first_day + dt.timedelta(days=days)))  # every matured loop send
-        reward = sim.meas.reward[rows]
-        scored = ~np.isnan(reward)
+        scored = ~np.isnan(sim.meas.reward[rows])
         unadjusted = sim.meas.delta_y[rows] + sim.meas.gap_adjustment[rows]
+        adjusted = unadjusted - sim.meas.measured_adjustment[rows]
         acts = sim.meas.send_actions()
         labels = np.array(frequency_labels(sim.s.frequency_bucket_hours), dtype=object)[acts["bucket"][rows]]
         labels = np.where(np.isnan(acts["gap"][rows]), "first", labels)
-        for name, r in (("unadjusted", (unadjusted > 0).astype(float)), ("adjusted", reward)):
+        for name, r in (("unadjusted", (unadjusted > 0).astype(float)), ("adjusted", (adjusted > 0).astype(float))):
             frames.append(
                 pl.DataFrame(
                     {

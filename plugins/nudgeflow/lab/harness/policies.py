@@ -580,7 +580,7 @@ def make_policy(name: str, **options) -> Policy:
         "ours_no_controls": lambda: Agentic("ours_no_controls", controls=False),
         "ours_null": lambda: Agentic("ours_null", send_rule="null"),
         "ours_fraction": lambda: Agentic("ours_fraction", fractional=True),
-        "ours_unadjusted": lambda: Agentic("ours_unadjusted", settings_overrides={"placebo_sends": 0}),
+        "ours_adjusted": lambda: Agentic("ours_adjusted", settings_overrides={"gap_adjustment": True}),
         "ours_matching_cells": lambda: Agentic("ours_matching_cells", settings_overrides={"prior_cells": "matching"}),
         "ours_forget": lambda: Agentic("ours_forget", forget_half_life_days=FORGET_HALF_LIFE_DAYS),
         "ours_no_forget": lambda: Agentic("ours_no_forget", forget_half_life_days=0.0),
@@ -600,7 +600,7 @@ ABLATIONS = (
     "ours_flat",
     "ours_no_timing",
     "ours_no_controls",
-    "ours_unadjusted",
+    "ours_adjusted",
     "ours_matching_cells",
     "ours_null",
 )

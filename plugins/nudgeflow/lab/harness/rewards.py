@@ -162,6 +162,7 @@ class Measurement:
         self.gap_bins = gap_bin_labels(self.s.window_hours, self.s.gap_bin_hours)
         self.adjustment = np.zeros(len(self.gap_bins))  # gap_adjustments of the last score()
         self.gap_adjustment = np.zeros(0)  # per send: the adjustment subtracted when scored
+        self.measured_adjustment = np.zeros(0)  # per send: the gap adjustment measured (subtracted or not)
         self.features: dict | None = None
         self._ev_sorted = None
         self._send_sorted = None
@@ -199,6 +200,7 @@ class Measurement:
         self.reward = np.concatenate([self.reward, np.full(k, np.nan)])
         self.delta_y = np.concatenate([self.delta_y, np.full(k, np.nan)])
         self.gap_adjustment = np.concatenate([self.gap_adjustment, np.zeros(k)])
+        self.measured_adjustment = np.concatenate([self.measured_adjustment, np.zeros(k)])
         self.scored_at = np.concatenate([self.scored_at, np.full(k, -1, dtype=np.int64)])
         self.n_controls = np.concatenate([self.n_controls, np.zeros(k, dtype=np.int64)])
         self._send_sorted = None
@@ -437,10 +439,12 @@ class Measurement:
                 for d in np.unique(pday):
                     cell[pday == d] = np.array(self.features_at(int(d))["cell"], dtype=object)[pu[pday == d]]
                 self.placebos.append(u=pu, t=tt[src], bin=bins[src], delta=p_delta, scored=p_scored, cell=cell)
-            adj = np.zeros(len(todo))
+            measured = np.zeros(len(todo))
             for d in np.unique(wdate):
-                adj[wdate == d] = self.gap_adjustments(int(d))[bins[wdate == d]]
+                measured[wdate == d] = self.gap_adjustments(int(d))[bins[wdate == d]]
             self.adjustment = self.gap_adjustments(as_of_us)
+            self.measured_adjustment[todo] = measured
+            adj = measured if self.s.gap_adjustment else np.zeros(len(todo))
             delta = delta - adj
         else:
             y_pre, y_post = self._decayed(tu, tt, self._weights_of(wdate))
