@@ -71,10 +71,13 @@ def figures(home: Path, days: int = 14, replicates: int = 200) -> dict:
         raise NudgeflowError(f"no published warehouse in {home}: run `nudgeflow run` first")
     settings = load_settings(home)
     with connect(home, published=True) as con:
-        last = con.execute("select max(event_ts)::date + 1 from staging.stg_raw__events").fetchall()[0][0]
+        first, last = con.execute(
+            "select min(event_ts)::date, max(event_ts)::date + 1 from staging.stg_raw__events"
+        ).fetchall()[0]
         if last is None:
             raise NudgeflowError(f"no events in {home} yet: nothing to report")
-        start = last - dt.timedelta(days=days)
+        start = max(last - dt.timedelta(days=days), first)  # the days the data cover, at most `days`
+        days = (last - start).days
         weights = read(con, "select event_name, is_goal, weight from marts.event_weights order by weight desc")
         proxies = weights.filter(~pl.col("is_goal"))
         intent = proxies["event_name"][0] if proxies.height else None

@@ -41,17 +41,33 @@ per_day as (
     group by goals.event_date, users.user_group
 ),
 
+-- every day of the window from the first event on, for every group: a day without a goal
+-- event is a row of zeros, not a missing row (BI averages rows)
+days as (
+    select cast(day.range as date) as event_date
+    from range(
+        cast(greatest(
+            {{ as_of() }} - interval {{ var('report_window_days') | int }} day,
+            (select date_trunc('day', min(event_ts)) from {{ ref('stg_raw__events') }})
+        ) as timestamp),
+        {{ as_of() }},
+        interval 1 day
+    ) as day
+),
+
 final as (
     select
-        per_day.event_date,
-        per_day.user_group,
+        days.event_date,
+        group_sizes.user_group,
         cast(group_sizes.n_users as bigint) as n_users,
-        cast(per_day.goal_events as bigint) as goal_events,
-        cast(per_day.goal_users as bigint) as goal_users,
-        cast(per_day.gmv as double) as gmv
-    from per_day
-    inner join group_sizes
-        on group_sizes.user_group = per_day.user_group
+        cast(coalesce(per_day.goal_events, 0) as bigint) as goal_events,
+        cast(coalesce(per_day.goal_users, 0) as bigint) as goal_users,
+        cast(coalesce(per_day.gmv, 0) as double) as gmv
+    from days
+    cross join group_sizes
+    left join per_day
+        on per_day.event_date = days.event_date
+        and per_day.user_group = group_sizes.user_group
 )
 
 select * from final
