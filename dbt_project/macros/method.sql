@@ -87,6 +87,23 @@
     end
 {%- endmacro %}
 
+{#- The rows of `rows` (a CTE with user_id and feature_date) with the pool and the z-scores of
+    their user at that date (CTE `pools` = int_user_features__pools): the treated side of the
+    equi-join on (feature_date, pool) that controls and placebos make. -#}
+{% macro in_pools(rows) -%}
+    select
+        {{ rows }}.*,
+        pools.pool,
+        pools.z_events,
+        pools.z_goals,
+        pools.z_active_days,
+        pools.z_recency
+    from {{ rows }}
+    inner join pools
+        on pools.user_id = {{ rows }}.user_id
+        and pools.feature_date = {{ rows }}.feature_date
+{%- endmacro %}
+
 {#- The distance of coarsened exact matching inside a cell: Euclidean, on the four z-scores of
     int_user_features__dated, between the rows a and b. -#}
 {% macro feature_distance(a, b) -%}

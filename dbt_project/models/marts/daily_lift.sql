@@ -44,7 +44,7 @@ per_day as (
 -- every day of the window from the first event on, for every group: a day without a goal
 -- event is a row of zeros, not a missing row (BI averages rows)
 days as (
-    select cast(day.range as date) as event_date
+    select cast(window_days.range as date) as event_date
     from range(
         cast(greatest(
             {{ as_of() }} - interval {{ var('report_window_days') | int }} day,
@@ -52,7 +52,7 @@ days as (
         ) as timestamp),
         {{ as_of() }},
         interval 1 day
-    ) as day
+    ) as window_days
 ),
 
 final as (

@@ -31,21 +31,7 @@ pools as (
 ),
 
 treated as (
-    select
-        to_score.send_id,
-        to_score.user_id,
-        to_score.sent_ts,
-        to_score.sent_us,
-        pools.feature_date,
-        pools.pool,
-        pools.z_events,
-        pools.z_goals,
-        pools.z_active_days,
-        pools.z_recency
-    from to_score
-    inner join pools
-        on pools.user_id = to_score.user_id
-        and pools.feature_date = to_score.feature_date
+    {{ in_pools('to_score') }}
 ),
 
 candidates as (

@@ -3,16 +3,14 @@
 -- controls and outcomes as a send; send_outcomes keeps the sends, placebo_outcomes the placebos.
 with sends as (
     select
-        to_score.send_id,
-        to_score.user_id,
-        to_score.sent_ts,
-        to_score.matured_at,
-        to_score.weights_as_of,
-        {{ gap_bin('actions.hours_since_previous_send') }} as gap_bin,
+        send_id,
+        user_id,
+        sent_ts,
+        matured_at,
+        weights_as_of,
+        gap_bin,
         false as is_placebo
-    from {{ ref('int_sends__to_score') }} as to_score
-    inner join {{ ref('int_sends__actions') }} as actions
-        on actions.send_id = to_score.send_id
+    from {{ ref('int_sends__to_score') }}
 ),
 
 placebos as (

@@ -20,8 +20,13 @@ matured as (
 ),
 
 to_score as (
-    select matured.*
+    select
+        matured.*,
+        -- the bin of the hours since the user's previous send (gap_bin macro): placebos share it
+        {{ gap_bin('actions.hours_since_previous_send') }} as gap_bin
     from matured
+    inner join {{ ref('int_sends__actions') }} as actions
+        on actions.send_id = matured.send_id
     {%- if scored is not none %}
     anti join {{ scored }} as scored
         on scored.send_id = matured.send_id

@@ -15,19 +15,17 @@
 -- (int_sends__to_measure); a send with no such user has no placebo.
 with sampled as (
     select
-        to_score.send_id,
-        to_score.user_id,
-        to_score.sent_ts,
-        to_score.matured_at,
-        to_score.weights_as_of,
-        epoch_us(to_score.sent_ts) as sent_us,
-        date_trunc('day', to_score.sent_ts) as feature_date,
-        {{ gap_bin('actions.hours_since_previous_send') }} as gap_bin
-    from {{ ref('int_sends__to_score') }} as to_score
-    inner join {{ ref('int_sends__actions') }} as actions
-        on actions.send_id = to_score.send_id
+        send_id,
+        user_id,
+        sent_ts,
+        matured_at,
+        weights_as_of,
+        gap_bin,
+        epoch_us(sent_ts) as sent_us,
+        date_trunc('day', sent_ts) as feature_date
+    from {{ ref('int_sends__to_score') }}
     qualify row_number() over (
-        partition by to_score.weights_as_of order by md5(to_score.send_id), to_score.send_id
+        partition by weights_as_of order by md5(send_id), send_id
     ) <= {{ var('placebo_sends') }}
 ),
 
@@ -36,17 +34,7 @@ pools as (
 ),
 
 treated as (
-    select
-        sampled.*,
-        pools.pool,
-        pools.z_events,
-        pools.z_goals,
-        pools.z_active_days,
-        pools.z_recency
-    from sampled
-    inner join pools
-        on pools.user_id = sampled.user_id
-        and pools.feature_date = sampled.feature_date
+    {{ in_pools('sampled') }}
 ),
 
 candidates as (
