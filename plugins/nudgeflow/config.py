@@ -142,9 +142,10 @@ class Settings:
     )
     pre_match_weight: float = setting(4.0, "weight of the standardised Y_pre difference in that distance", ge=0)
     placebo_sends: int = setting(
-        5000,
-        "per run, this many of the batch's sends get a placebo: a user not messaged at that time, "
-        "measured like a send (the gap adjustment and the null reward; 0: none)",
+        0,
+        "per weights date, this many sends get a placebo: a user not messaged at that time, "
+        "measured like a send (the gap adjustment and the null reward; e.g. 5000). 0, the default: "
+        "none, since the placebo model does not scale yet (docs/benchmarks.md)",
         ge=0,
     )
     gap_bin_hours: float = setting(

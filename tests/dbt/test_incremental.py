@@ -25,9 +25,13 @@ from nudgeflow.steps.measure import dbt_build
 START = dt.date(2026, 1, 5)
 HISTORY = 9
 DAILY = [START + dt.timedelta(days=d) for d in (7, 8, 9)]  # three daily runs
+PLACEBOS = Settings(
+    placebo_sends=5000
+)  # placebos on: their selection and adjustment must not depend on the runs either
 
 TABLES = {
     "marts.send_outcomes": "send_id",
+    "marts.placebo_outcomes": "send_id",
     "marts.event_weights_history": "weights_as_of, event_name",
     "marts.event_weights": "event_name",
     "marts.send_actions": "send_id, action_set",
@@ -51,9 +55,9 @@ def homes(tmp_path_factory):
     shutil.copytree(daily / "landing", full / "landing")
     step_ingest(daily, DAILY[0])
     for day in DAILY:
-        dbt_build(daily, Settings(), as_of(day))
+        dbt_build(daily, PLACEBOS, as_of(day))
     step_ingest(full, DAILY[-1])
-    dbt_build(full, Settings(), as_of(DAILY[-1]))
+    dbt_build(full, PLACEBOS, as_of(DAILY[-1]))
     return daily, full
 
 
@@ -99,7 +103,7 @@ def test_late_events_do_not_rescore_measured_sends(homes, tmp_path):
     late.write_parquet(home / "landing" / "events" / "late_arrivals.parquet")
     next_day = DAILY[-1] + dt.timedelta(days=1)
     step_ingest(home, next_day)
-    dbt_build(home, Settings(), as_of(next_day))
+    dbt_build(home, PLACEBOS, as_of(next_day))
     after = _tables(home)["marts.send_outcomes"]
     again = after.filter(pl.col("send_id") == send["send_id"]).row(0, named=True)
     assert again["y_post"] == pytest.approx(send["y_post"])  # frozen

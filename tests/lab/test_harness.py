@@ -31,9 +31,15 @@ def worlds(tmp_path_factory):
 
 
 PARITY_SETTINGS = [
-    {},
-    {"half_life_hours": 8, "window_hours": 24, "neighbours": 3, "gap_adjustment": True},
-    {"goal_event": "add_to_cart", "weight_window_hours": 48, "evidence_half_life_days": 7, "pre_match_candidates": 0},
+    {"placebo_sends": 5000},
+    {"half_life_hours": 8, "window_hours": 24, "neighbours": 3, "gap_adjustment": True, "placebo_sends": 5000},
+    {
+        "goal_event": "add_to_cart",
+        "weight_window_hours": 48,
+        "evidence_half_life_days": 7,
+        "pre_match_candidates": 0,
+        "placebo_sends": 5000,
+    },
 ]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from nudgeflow.config import Settings
 from nudgeflow.decide.action_space import frequency_labels
 from nudgeflow.lab.harness.loop import ensure_world, epoch_us, run_policy
 from nudgeflow.lab.harness.policies import make_policy
@@ -43,7 +44,7 @@ def gap_bias(
     frames = []
     for seed in range(seeds):
         home = ensure_world(Path(root), world, seed, users, history_days)
-        run = run_policy(home, make_policy("random", send_prob=send_prob), days)
+        run = run_policy(home, make_policy("random", send_prob=send_prob), days, Settings(placebo_sends=5000))
         sim, rows = run["sim"], run["loop_sends"]
         sim.meas.score(epoch_us(sim.first_day + dt.timedelta(days=days)))  # every matured loop send
         scored = ~np.isnan(sim.meas.reward[rows])

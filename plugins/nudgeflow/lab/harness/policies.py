@@ -562,6 +562,10 @@ class VW(Policy):
 FORGET_HALF_LIFE_DAYS = 7.0
 
 
+# the variants that need the measured null or the gap adjustment measure placebos
+PLACEBOS = {"placebo_sends": 5000}
+
+
 def make_policy(name: str, **options) -> Policy:
     """Policy by harness name (``options``: keyword arguments of its class, e.g. send_prob)."""
     factories = {
@@ -578,9 +582,9 @@ def make_policy(name: str, **options) -> Policy:
         "ours_flat": lambda: Agentic("ours_flat", modular=False),
         "ours_no_timing": lambda: Agentic("ours_no_timing", timing=False),
         "ours_no_controls": lambda: Agentic("ours_no_controls", controls=False),
-        "ours_null": lambda: Agentic("ours_null", send_rule="null"),
-        "ours_fraction": lambda: Agentic("ours_fraction", fractional=True),
-        "ours_adjusted": lambda: Agentic("ours_adjusted", settings_overrides={"gap_adjustment": True}),
+        "ours_null": lambda: Agentic("ours_null", send_rule="null", settings_overrides=PLACEBOS),
+        "ours_fraction": lambda: Agentic("ours_fraction", fractional=True, settings_overrides=PLACEBOS),
+        "ours_adjusted": lambda: Agentic("ours_adjusted", settings_overrides={**PLACEBOS, "gap_adjustment": True}),
         "ours_matching_cells": lambda: Agentic("ours_matching_cells", settings_overrides={"prior_cells": "matching"}),
         "ours_forget": lambda: Agentic("ours_forget", forget_half_life_days=FORGET_HALF_LIFE_DAYS),
         "ours_no_forget": lambda: Agentic("ours_no_forget", forget_half_life_days=0.0),
