@@ -1,3 +1,4 @@
+{{ config(materialized='table') }}
 -- Step 2, what this run measures: the batch's sends (int_sends__to_score) and their placebos
 -- (int_sends__placebos), one row each with its gap bin. A placebo goes through the same
 -- controls and outcomes as a send; send_outcomes keeps the sends, placebo_outcomes the placebos.
