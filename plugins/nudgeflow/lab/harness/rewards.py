@@ -564,17 +564,6 @@ class Measurement:
             .agg(successes=pl.col("w").sum(), placebos=pl.len().cast(pl.Float64))
         )
 
-    def null_rate(self, as_of_us: int) -> tuple[float, float]:
-        """The measured null at as_of, pooled over cells and bins (marts.null_rewards over
-        the last null_window_days): (successes, placebos) with delta - the bin's adjustment > 0."""
-        p = self.placebos
-        if len(p) == 0:
-            return 0.0, 0.0
-        ok = self._placebos_before(as_of_us)
-        adj = self.gap_adjustments(as_of_us)
-        wins = p["delta"][ok] - adj[p["bin"][ok]] > 0
-        return float(wins.sum()), float(ok.sum())
-
     def _placebos(
         self, todo: np.ndarray, bins: np.ndarray, wdate: np.ndarray, as_of_us: int
     ) -> tuple[np.ndarray, np.ndarray]:
