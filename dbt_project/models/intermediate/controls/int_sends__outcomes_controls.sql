@@ -11,6 +11,7 @@
 -- outcomes as they were; ties by the candidate's rank), so that the controls
 -- also had the treated user's outcome in the pre window: their change then carries the same
 -- regression to the mean as the treated user's, which the difference in differences removes.
+-- The candidates get y_pre only; y_post is computed for the k kept (a tenth of them or less).
 with controls as (
     select
         controls.send_id,
@@ -25,10 +26,12 @@ with controls as (
         on to_measure.send_id = controls.send_id
 ),
 
-outcomes as (
-    {{ decayed_outcomes('controls') }}
-),
 {%- if pre_match > 0 %}
+
+-- the candidates are ranked on y_pre only: y_post is computed for the k kept below
+candidate_outcomes as (
+    {{ decayed_outcomes('controls', sides=['pre']) }}
+),
 
 treated_outcomes as (
     select * from {{ ref('int_sends__outcomes_treated') }}
@@ -36,28 +39,26 @@ treated_outcomes as (
 
 scored as (
     select
-        outcomes.send_id,
-        outcomes.user_id,
-        outcomes.y_pre,
-        outcomes.y_post,
+        candidate_outcomes.send_id,
+        candidate_outcomes.user_id,
+        candidate_outcomes.y_pre,
         controls.distance,
         controls.control_rank,
         treated_outcomes.y_pre as treated_y_pre,
-        stddev_pop(outcomes.y_pre) over (partition by controls.sent_ts, controls.is_placebo) as pre_sd
-    from outcomes
+        stddev_pop(candidate_outcomes.y_pre) over (partition by controls.sent_ts, controls.is_placebo) as pre_sd
+    from candidate_outcomes
     inner join controls
-        on controls.send_id = outcomes.send_id
-        and controls.user_id = outcomes.user_id
+        on controls.send_id = candidate_outcomes.send_id
+        and controls.user_id = candidate_outcomes.user_id
     inner join treated_outcomes
-        on treated_outcomes.send_id = outcomes.send_id
+        on treated_outcomes.send_id = candidate_outcomes.send_id
 ),
 
-kept as (
+nearest as (
     select
-        send_id,
-        user_id,
-        y_pre,
-        y_post
+        scored.send_id,
+        scored.user_id,
+        scored.y_pre
     from scored
     qualify row_number() over (
         partition by send_id
@@ -67,10 +68,38 @@ kept as (
             control_rank
     ) <= {{ var('neighbours') }}
 ),
+
+nearest_pairs as (
+    select
+        nearest.send_id,
+        nearest.user_id,
+        controls.sent_ts,
+        controls.weights_as_of
+    from nearest
+    inner join controls
+        on controls.send_id = nearest.send_id
+        and controls.user_id = nearest.user_id
+),
+
+post_outcomes as (
+    {{ decayed_outcomes('nearest_pairs', sides=['post']) }}
+),
+
+kept as (
+    select
+        nearest.send_id,
+        nearest.user_id,
+        nearest.y_pre,
+        post_outcomes.y_post
+    from nearest
+    inner join post_outcomes
+        on post_outcomes.send_id = nearest.send_id
+        and post_outcomes.user_id = nearest.user_id
+),
 {%- else %}
 
 kept as (
-    select * from outcomes
+    {{ decayed_outcomes('controls') }}
 ),
 {%- endif %}
 
