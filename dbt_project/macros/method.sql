@@ -123,13 +123,14 @@
     with w_e the weight of the event's name at the pair's weights_as_of (0 without a row).
     An event exactly at t is post; one at t - window is pre; one at t + window is outside.
     A pair with no events has y_pre = y_post = 0. `sides` picks the columns: ['pre'] for the
-    candidates that are only ranked on y_pre, ['post'] for the controls kept after it.
+    candidates that are only ranked on y_pre, ['post'] for the controls kept after it; the
+    columns of `carry` are passed through (their value for the pair).
 
     The events are joined on (user_id, time bucket), the buckets being window_hours / 2 long,
     and each pair is unnested into the 2 to 5 buckets its windows overlap: the join then reads
     about 1.5 windows of the user's events per side instead of all the user's events of the
     batch (a first run's whole history), and stays one equi-join on every engine. -#}
-{% macro decayed_outcomes(pairs, sides=['pre', 'post']) -%}
+{% macro decayed_outcomes(pairs, sides=['pre', 'post'], carry=[]) -%}
     {%- set window_us = (var('window_hours') * 3600000000) | int -%}
     {%- set bucket_us = [window_us // 2, 1] | max -%}
     {%- set lo = ('pairs.sent_us - ' ~ window_us) if 'pre' in sides else 'pairs.sent_us' -%}
@@ -141,6 +142,9 @@
     select
         pairs.send_id,
         pairs.user_id
+        {%- for column in carry %},
+        any_value(pairs.{{ column }}) as {{ column }}
+        {%- endfor %}
         {%- if 'pre' in sides %},
         coalesce(sum({{ decayed }}) filter (where events.event_ts < pairs.sent_ts), 0.0) as y_pre
         {%- endif %}
@@ -153,6 +157,9 @@
             user_id,
             sent_ts,
             weights_as_of,
+            {%- for column in carry if column not in ['sent_ts', 'weights_as_of'] %}
+            {{ column }},
+            {%- endfor %}
             epoch_us(sent_ts) as sent_us,
             unnest(range(
                 (epoch_us(sent_ts){{ (' - ' ~ window_us) if 'pre' in sides else '' }}) // {{ bucket_us }},

@@ -30,59 +30,61 @@ with controls as (
 
 -- the candidates are ranked on y_pre only: y_post is computed for the k kept below
 candidate_outcomes as (
-    {{ decayed_outcomes('controls', sides=['pre']) }}
+    {{ decayed_outcomes(
+        'controls', sides=['pre'], carry=['sent_ts', 'weights_as_of', 'distance', 'control_rank', 'is_placebo']
+    ) }}
 ),
 
 treated_outcomes as (
     select * from {{ ref('int_sends__outcomes_treated') }}
 ),
 
+-- the spread of y_pre over the candidates of all sends at the same t, placebos apart
+pre_spread as (
+    select
+        sent_ts,
+        is_placebo,
+        stddev_pop(y_pre) as pre_sd
+    from candidate_outcomes
+    group by sent_ts, is_placebo
+),
+
 scored as (
     select
-        candidate_outcomes.send_id,
-        candidate_outcomes.user_id,
-        candidate_outcomes.y_pre,
-        controls.distance,
-        controls.control_rank,
-        treated_outcomes.y_pre as treated_y_pre,
-        stddev_pop(candidate_outcomes.y_pre) over (partition by controls.sent_ts, controls.is_placebo) as pre_sd
+        candidate_outcomes.*,
+        pow(candidate_outcomes.distance, 2) + {{ var('pre_match_weight') }} * pow(coalesce(
+            (candidate_outcomes.y_pre - treated_outcomes.y_pre) / nullif(pre_spread.pre_sd, 0), 0.0
+        ), 2) as match_distance
     from candidate_outcomes
-    inner join controls
-        on controls.send_id = candidate_outcomes.send_id
-        and controls.user_id = candidate_outcomes.user_id
     inner join treated_outcomes
         on treated_outcomes.send_id = candidate_outcomes.send_id
+    inner join pre_spread
+        on pre_spread.sent_ts = candidate_outcomes.sent_ts
+        and pre_spread.is_placebo = candidate_outcomes.is_placebo
+),
+
+-- the k nearest with a top-k aggregate (no sort of all candidates); ties by the candidate's rank
+nearest_lists as (
+    select
+        send_id,
+        min_by(
+            struct_pack(user_id, y_pre, sent_ts, weights_as_of),
+            struct_pack(match_distance, control_rank),
+            {{ var('neighbours') }}
+        ) as nearest
+    from scored
+    group by send_id
 ),
 
 nearest as (
     select
-        scored.send_id,
-        scored.user_id,
-        scored.y_pre
-    from scored
-    qualify row_number() over (
-        partition by send_id
-        order by
-            pow(distance, 2) + {{ var('pre_match_weight') }}
-            * pow(coalesce((y_pre - treated_y_pre) / nullif(pre_sd, 0), 0.0), 2),
-            control_rank
-    ) <= {{ var('neighbours') }}
-),
-
-nearest_pairs as (
-    select
-        nearest.send_id,
-        nearest.user_id,
-        controls.sent_ts,
-        controls.weights_as_of
-    from nearest
-    inner join controls
-        on controls.send_id = nearest.send_id
-        and controls.user_id = nearest.user_id
+        send_id,
+        unnest(nearest, recursive := true)
+    from nearest_lists
 ),
 
 post_outcomes as (
-    {{ decayed_outcomes('nearest_pairs', sides=['post']) }}
+    {{ decayed_outcomes('nearest', sides=['post']) }}
 ),
 
 kept as (
