@@ -384,7 +384,8 @@ def test_a_warehouse_from_before_the_ledger_is_migrated(con, tmp_path):
 
 def test_a_late_file_never_replaces_what_landed_first(tmp_path):
     """The first landed row of an event_id / send_id is kept, by ingest order: a file that
-    lands later but whose name sorts first does not replace it (not even in a full refresh);
+    lands later but whose name sorts first does not replace it (not in the incremental build
+    after it, not in a full refresh);
     a tie of users' updated_ts goes to the row that landed last."""
     from nudgeflow.config import Settings, as_of
     from nudgeflow.steps import step_ingest
@@ -398,11 +399,12 @@ def test_a_late_file_never_replaces_what_landed_first(tmp_path):
     _write(landing / "sends" / "b_first.csv", sends_header + "s1,u1,m1,push,2026-01-06T10:00:00Z\n")
     _write(landing / "users" / "b_first.csv", users_header + "u1,Europe/Paris,2026-01-01\n")
     step_ingest(home, None)
+    day = dt.date(2026, 1, 8)
+    dbt_build(home, Settings(), as_of(day))  # so that the next build deduplicates incrementally
     _write(landing / "events" / "a_late.csv", EVENTS_HEADER + "e1,u2,purchase,2026-01-06T09:00:00Z,2\n")
     _write(landing / "sends" / "a_late.csv", sends_header + "s1,u2,m2,email,2026-01-06T09:00:00Z\n")
     _write(landing / "users" / "a_late.csv", users_header + "u1,Asia/Tokyo,2026-01-01\n")
     step_ingest(home, None)
-    day = dt.date(2026, 1, 8)
     for full_refresh in (False, True):
         dbt_build(home, Settings(), as_of(day), full_refresh=full_refresh)
         wh = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)

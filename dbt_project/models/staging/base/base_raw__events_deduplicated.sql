@@ -1,0 +1,76 @@
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
+-- The valid events, deduplicated, of every as-of time (stg_raw__events filters them to the
+-- run's as_of). Incremental on _file like base_raw__events: a run deduplicates only the rows
+-- of files it has not seen and drops those repeating an event accepted by an earlier run, so
+-- a daily run costs the new files, not the history. The first landed row wins either way
+-- (ingest order: load_seq, then _file, then _row), as in one full recompute.
+with events as (
+    select * from {{ ref('base_raw__events') }}
+    where
+        reject_reason is null
+        {%- if is_incremental() %}
+        and _file not in (select distinct accepted._file from {{ this }} as accepted)
+        {%- endif %}
+),
+
+load_order as (
+    select
+        _file,
+        load_seq
+    from {{ ref('stg_raw__landed_files') }}
+    where table_name = 'events'
+),
+
+deduplicated as (
+    select
+        events.event_id,
+        events.user_id,
+        events.event_name,
+        events.event_ts,
+        events.value,
+        load_order.load_seq,
+        events._file,
+        events._row
+    from events
+    left join load_order
+        on load_order._file = events._file
+    qualify row_number() over (
+        partition by
+            events.event_id,
+            case when events.event_id is null then events.user_id end,
+            case when events.event_id is null then events.event_name end,
+            case when events.event_id is null then events.event_ts end,
+            case when events.event_id is null then events.value end
+        order by load_order.load_seq asc nulls first, events._file asc, events._row asc
+    ) = 1
+)
+
+{%- if is_incremental() %}
+
+-- rows with an event_id are one event per id; rows without one per (user, name, time, value)
+select * from deduplicated
+where
+    event_id is not null
+    and not exists (
+        select 1
+        from {{ this }} as accepted
+        where accepted.event_id = deduplicated.event_id
+    )
+union all
+select * from deduplicated
+where
+    event_id is null
+    and not exists (
+        select 1
+        from {{ this }} as accepted
+        where
+            accepted.event_id is null
+            and accepted.user_id = deduplicated.user_id
+            and accepted.event_name = deduplicated.event_name
+            and accepted.event_ts = deduplicated.event_ts
+            and accepted.value is not distinct from deduplicated.value
+    )
+{%- else %}
+
+select * from deduplicated
+{%- endif %}
