@@ -76,11 +76,21 @@ nearest_lists as (
     group by send_id
 ),
 
+nearest_rows as (
+    select
+        send_id,
+        unnest(nearest) as control
+    from nearest_lists
+),
+
 nearest as (
     select
         send_id,
-        unnest(nearest, recursive := true)
-    from nearest_lists
+        struct_extract(control, 'user_id') as user_id,
+        struct_extract(control, 'y_pre') as y_pre,
+        struct_extract(control, 'sent_ts') as sent_ts,
+        struct_extract(control, 'weights_as_of') as weights_as_of
+    from nearest_rows
 ),
 
 post_outcomes as (

@@ -6,11 +6,10 @@
 -- (ingest order: load_seq, then _file, then _row), as in one full recompute.
 with events as (
     select * from {{ ref('base_raw__events') }}
-    where
-        reject_reason is null
-        {%- if is_incremental() %}
+    where reject_reason is null
+    {%- if is_incremental() %}
         and _file not in (select distinct accepted._file from {{ this }} as accepted)
-        {%- endif %}
+    {%- endif %}
 ),
 
 load_order as (
