@@ -138,7 +138,7 @@ class Settings:
     cell_size: int = setting(250, "target number of users per matching cell", ge=1)
     goal_weight: float | None = setting(None, "the goal event's weight (null: max(1, the largest other weight))")
     pre_match_candidates: int = setting(
-        1000, "controls: the k nearest on features and Y_pre among this many (0: features only)", ge=0
+        30, "controls: the k nearest on features and Y_pre among this many (0: features only)", ge=0
     )
     pre_match_weight: float = setting(4.0, "weight of the standardised Y_pre difference in that distance", ge=0)
     placebo_sends: int = setting(

@@ -32,7 +32,7 @@ operations):
   [t - 48 h, t + 48 h) (control_pool 'cell');
 * ``decayed_outcomes`` macro: y_pre / y_post = sum of w_e * 2^(-|t_e - t| / 24 h) over the
   user's events in [t - 48 h, t) / [t, t + 48 h), for the treated user and every candidate;
-* ``int_sends__outcomes_controls``: with ``pre_match_candidates`` > 0 (default 1000, the dbt
+* ``int_sends__outcomes_controls``: with ``pre_match_candidates`` > 0 (default 30, the dbt
   var) the k candidates per send with the smallest distance^2 + ``pre_match_weight`` (4.0) *
   ((y_pre_c - y_pre_treated) / sd)^2, sd = population sd of y_pre over the candidates of all
   the batch's sends with the same sent_ts (a 0 sd drops the term), ties by control_rank, are
