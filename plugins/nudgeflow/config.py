@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -225,6 +226,13 @@ class Settings:
         dbt=False,
     )
     policy: str = setting("agentic", "the deciding policy", choices=("agentic",), dbt=False)
+    duckdb_memory_limit: str = setting(
+        "50%",
+        "DuckDB's memory_limit for the warehouse (dbt and the steps): a share of the machine's "
+        "memory like '50%' or a size like '8GiB'; past it DuckDB spills to HOME/warehouse.duckdb.tmp. "
+        "DuckDB's own default, 80 %, leaves too little beside the Python steps and Airflow",
+        dbt=False,
+    )
 
     def dbt_vars(self) -> dict:
         """The dbt vars: every setting dbt reads (the as-of time goes in $NUDGEFLOW_AS_OF, so
@@ -336,6 +344,11 @@ def _validate(s: Settings) -> None:
             )
             if not ok:
                 raise NudgeflowError(f"nudgeflow.yml: '{f.name}' out of bounds{_bounds_text(f)}, got {_plain(value)!r}")
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(%|[KMGT]i?B)\s*", s.duckdb_memory_limit, flags=re.IGNORECASE):
+        raise NudgeflowError(
+            f"nudgeflow.yml: 'duckdb_memory_limit' must be a share like '50%' or a size like '8GiB', "
+            f"got {s.duckdb_memory_limit!r}"
+        )
     if list(s.frequency_bucket_hours) != sorted(set(s.frequency_bucket_hours)):
         raise NudgeflowError("nudgeflow.yml: 'frequency_bucket_hours' must be strictly increasing")
     if s.weight_horizon_days * 24 <= s.weight_window_hours:

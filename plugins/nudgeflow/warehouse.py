@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from nudgeflow.config import NudgeflowError, warehouse_path
+from nudgeflow.config import NudgeflowError, load_settings, warehouse_path
 
 
 def published_path(home: Path) -> Path:
@@ -33,7 +33,8 @@ def connect(home: Path, *, published: bool = False):
     path = published_path(home) if published else warehouse_path(home)
     if published and not path.exists():
         raise NudgeflowError(f"no published warehouse at {path}: run `nudgeflow run` first")
-    con = duckdb.connect(str(path), read_only=published)
+    limits = {"memory_limit": load_settings(home).duckdb_memory_limit}
+    con = duckdb.connect(str(path), read_only=published, config=limits)
     try:
         con.execute("set TimeZone = 'UTC'")
         yield con

@@ -68,6 +68,8 @@ def _load(tmp_path, text: str):
         ("goal_event: ''", "'goal_event' must be text"),
         ("gap_adjustment: 1", "'gap_adjustment' must be true or false, got 1"),
         ("prior_cells: users", "'prior_cells' out of bounds (one of behaviour, matching), got 'users'"),
+        ("duckdb_memory_limit: '8'", "'duckdb_memory_limit' must be a share like '50%' or a size like '8GiB', got '8'"),
+        ('duckdb_memory_limit: "2GB\'; drop"', "'duckdb_memory_limit' must be a share like '50%'"),
     ],
 )
 def test_bad_settings_are_refused_with_their_bounds(tmp_path, text, message):
@@ -79,6 +81,14 @@ def test_bad_settings_are_refused_with_their_bounds(tmp_path, text, message):
 def test_fractional_hours_are_accepted(tmp_path):
     s = _load(tmp_path, "window_hours: 36.5\nmin_hours_between_sends: 12.5\ngoal_weight: 2")
     assert (s.window_hours, s.min_hours_between_sends, s.goal_weight) == (36.5, 12.5, 2.0)
+
+
+def test_duckdb_memory_limit_reaches_the_warehouse(tmp_path):
+    from nudgeflow.warehouse import connect
+
+    _load(tmp_path, "duckdb_memory_limit: 2GiB")
+    with connect(tmp_path) as con:
+        assert con.sql("select current_setting('memory_limit')").fetchall() == [("2.0 GiB",)]
 
 
 def test_stale_data_is_refused_with_its_age():

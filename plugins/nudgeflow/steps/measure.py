@@ -46,6 +46,7 @@ def run_dbt(args: list[str], home: Path, as_of: dt.datetime, progress: Callable[
 
     os.environ["NUDGEFLOW_WAREHOUSE"] = str(warehouse_path(home))
     os.environ["NUDGEFLOW_AS_OF"] = as_of.strftime("%Y-%m-%d %H:%M:%S")
+    os.environ["NUDGEFLOW_DUCKDB_MEMORY_LIMIT"] = load_settings(home).duckdb_memory_limit
 
     done = {"n": 0}
     last: dict = {}
