@@ -1,3 +1,5 @@
+{{ config(materialized='table') }}
+-- A table, not a view: several models and tests read it, and a view would rerun the dedup for each.
 -- One row per (user_id, channel): the latest valid consent with updated_ts < as_of (ties:
 -- the last landed, by ingest order: load_seq of its file, then _row).
 with consents as (

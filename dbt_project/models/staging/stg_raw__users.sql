@@ -1,3 +1,5 @@
+{{ config(materialized='table') }}
+-- A table, not a view: several models and tests read it, and a view would rerun the dedup for each.
 -- One row per user: the latest valid row known at as_of (updated_ts < as_of, or no
 -- updated_ts). Latest = greatest updated_ts (a row without one is older than any dated row),
 -- then the last landed (by ingest order: load_seq of its file, then _row).
