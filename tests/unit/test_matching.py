@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from nudgeflow.decide.action_space import frequency_labels, gap_bucket
-from nudgeflow.decide.eligibility import local_send_times
+from nudgeflow.decide.eligibility import Eligibility, local_send_times
 from nudgeflow.decide.matching import Options, decide, message_scores, propensity, set_averages
+from nudgeflow.decide.sampling import DrawKeys
 
 
 def test_local_send_times_are_the_utc_instants_of_local_hours():
@@ -35,7 +36,7 @@ def _options(eligible, gap=None):
         frequency_actions=np.array([6, 7]),
         message_actions=np.array([[0, 2], [0, 3], [1, -1]]),  # m0 push/a, m1 push/b, m2 email/(none)
         send_at=np.tile(np.array(["2026-01-10T08:00", "2026-01-10T09:00"], dtype="datetime64[s]"), (n_u, 1)),
-        eligible=eligible,
+        eligibility=Eligibility.from_dense(eligible),
         gap_bucket=np.zeros((n_u, 2), dtype=np.int64) if gap is None else gap,
     )
 
@@ -83,10 +84,8 @@ def test_propensity_matches_the_frequency_of_the_choice_under_resampling():
     alpha = np.array([[8.0, 2.0, 5.0, 5.0, 5.0, 5.0, 50.0, 1.0]])
     beta = np.array([[2.0, 8.0, 5.0, 5.0, 5.0, 5.0, 1.0, 50.0]])
     opts = _options(eligible)
-    rng = np.random.default_rng(0)
-    p0 = propensity(alpha, beta, opts, np.array([0]), rng, draws=4000)[0]
-    p1 = propensity(alpha, beta, opts, np.array([1]), rng, draws=4000)[0]
-    p2 = propensity(alpha, beta, opts, np.array([2]), rng, draws=4000)[0]
+    keys = DrawKeys.of(0, 739000, ["u1"], [f"{s}={a}" for s, a in zip(opts.action_set, opts.action)])
+    p0, p1, p2 = (propensity(alpha, beta, opts, np.array([m]), keys, draws=4000)[0] for m in range(3))
     assert p0 + p1 + p2 == pytest.approx(1.0, abs=0.01)  # frequency always says send
     assert p0 == pytest.approx(p1, abs=0.05)  # tone a and b exchangeable
     assert p2 < 0.1  # email sampled far below push

@@ -18,17 +18,20 @@ Thompson sampling gives every user a sampled value theta for each action of each
    the proto-action weighted by the sampled values (a missing label counts as average),
    and the best wins.
 
-Everything is vectorised over users (and over resampling draws for the propensity).
+Everything is vectorised over users, and a user's decision and propensity depend only on that
+user's values, so users can be decided in any chunks (steps/match.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from nudgeflow.decide.action_space import frequency_labels, gap_bucket
+from nudgeflow.decide.eligibility import Eligibility
 from nudgeflow.decide.priors import NULL_ACTION
+from nudgeflow.decide.sampling import DrawKeys, thompson_sample
 
 
 @dataclass
@@ -41,7 +44,7 @@ class Options:
     frequency_actions: np.ndarray  # (B,) index into A of each frequency bucket, shortest first
     message_actions: np.ndarray  # (M, S) index into A of each message's channel and labels, -1 if none
     send_at: np.ndarray  # (U, H) datetime64[s] UTC instant of each local hour, NaT if none
-    eligible: np.ndarray  # (U, M, H) bool: message m may be sent to user u at hour h
+    eligibility: Eligibility  # which message may be sent to which user at which hour
     gap_bucket: np.ndarray  # (U, H) frequency bucket (0..B-1) of a send at that hour
     null_action: int = -1  # index into A of the measured null (priors.NULL_ACTION), -1 if none
 
@@ -53,7 +56,7 @@ class Options:
         frequency_edges,
         message_actions: np.ndarray,
         send_at: np.ndarray,
-        eligible: np.ndarray,
+        eligibility: Eligibility,
         gap_hours: np.ndarray,
         send_rule: str = "longer",
     ) -> Options:
@@ -68,9 +71,23 @@ class Options:
             frequency_actions=np.array([a_index[("frequency", f)] for f in frequency_labels(frequency_edges)]),
             message_actions=message_actions,
             send_at=send_at,
-            eligible=eligible,
+            eligibility=eligibility,
             gap_bucket=gap_bucket(gap_hours, frequency_edges),
             null_action=a_index.get(NULL_ACTION, -1) if send_rule == "null" else -1,
+        )
+
+    @property
+    def eligible(self) -> np.ndarray:
+        """(U, M, H) bool: message m may be sent to user u at hour h (dense: for a few users)."""
+        return self.eligibility.dense()
+
+    def take(self, users: np.ndarray) -> Options:
+        """The options of the users at these positions."""
+        return replace(
+            self,
+            send_at=self.send_at[users],
+            eligibility=self.eligibility.take(users),
+            gap_bucket=self.gap_bucket[users],
         )
 
 
@@ -115,31 +132,41 @@ def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np
     Returns (send, hour, message): send (..., U) bool, hour and message (..., U) indices
     (-1 where nothing is sent).
     """
-    n_users = opts.eligible.shape[0]
-    if opts.eligible.shape[1] == 0:  # an empty catalogue: nothing to send
+    if opts.message_actions.shape[0] == 0:  # an empty catalogue: nothing to send
         nothing = np.zeros(theta.shape[:-1], dtype=bool)
         return nothing, np.full(nothing.shape, -1), np.full(nothing.shape, -1)
-    users = np.arange(n_users)
-    feasible = opts.eligible.any(axis=1)  # (U, H)
-    theta_hour = np.where(feasible, theta[..., opts.hour_actions], -np.inf)
-    hour = theta_hour.argmax(axis=-1)  # (..., U)
-    has_option = feasible.any(axis=1) & np.ones(hour.shape, dtype=bool)
-    theta_freq = theta[..., opts.frequency_actions]  # (..., U, B)
-    bucket = opts.gap_bucket[users, hour]  # (..., U)
-    current = np.take_along_axis(theta_freq, bucket[..., None], -1)[..., 0]
-    # message: best score among the messages eligible at the chosen hour
-    score = message_scores(theta, opts.message_actions)  # (..., U, M)
-    eligible_now = opts.eligible[users, :, hour]  # (..., U, M)
-    message = np.where(eligible_now, score, -np.inf).argmax(axis=-1)
+    hour, has_option, theta_freq, bucket, current = _timing(theta, opts)
+    message = _best_message(theta, opts, hour)
     if opts.null_action >= 0:
         # send iff the day's best combination beats a draw of the measured null
         send = has_option & (combination_value(theta, opts, hour, current, message) > theta[..., opts.null_action])
     else:
-        # no null measured yet: send iff the bucket of this gap is at least as good as every longer one
-        best_longer = np.flip(np.maximum.accumulate(np.flip(theta_freq, -1), axis=-1), -1)
-        reach = np.take_along_axis(best_longer, bucket[..., None], -1)[..., 0]
-        send = has_option & (current >= reach)
+        send = has_option & _longer_is_no_better(theta_freq, bucket, current)
     return send, np.where(send, hour, -1), np.where(send, message, -1)
+
+
+def _timing(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, ...]:
+    """The best feasible hour (..., U), whether there is one, the frequency thetas (..., U, B),
+    the bucket of the gap at that hour and its theta (``current``)."""
+    feasible = opts.eligibility.feasible  # (U, H)
+    hour = np.where(feasible, theta[..., opts.hour_actions], -np.inf).argmax(axis=-1)
+    has_option = feasible.any(axis=1) & np.ones(hour.shape, dtype=bool)
+    theta_freq = theta[..., opts.frequency_actions]
+    bucket = opts.gap_bucket[np.arange(opts.gap_bucket.shape[0]), hour]
+    current = np.take_along_axis(theta_freq, bucket[..., None], -1)[..., 0]
+    return hour, has_option, theta_freq, bucket, current
+
+
+def _longer_is_no_better(theta_freq: np.ndarray, bucket: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Send rule 'longer': the bucket of this gap is at least as good as every longer one."""
+    best_longer = np.flip(np.maximum.accumulate(np.flip(theta_freq, -1), axis=-1), -1)
+    return current >= np.take_along_axis(best_longer, bucket[..., None], -1)[..., 0]
+
+
+def _best_message(theta: np.ndarray, opts: Options, hour: np.ndarray) -> np.ndarray:
+    """The best-scoring message among those eligible at each user's hour (..., U)."""
+    score = message_scores(theta, opts.message_actions)  # (..., U, M)
+    return np.where(opts.eligibility.at(hour), score, -np.inf).argmax(axis=-1)
 
 
 def combination_value(
@@ -162,30 +189,41 @@ def propensity(
     beta: np.ndarray,
     opts: Options,
     chosen: np.ndarray,
-    rng: np.random.Generator,
+    keys: DrawKeys,
     draws: int,
-    chunk: int = 2_000,
     sharpness: float = 1.0,
 ) -> np.ndarray:
     """P(the policy sends message `chosen` to the user today), by resampling the posteriors.
 
-    The logged draw counts as one of draws + 1 samples, so the estimate is in (0, 1].
+    Resample i (1..draws) of a user is keyed by (seed, date, user, action, i) (``keys``, whose
+    draw 0 is the logged one), so a user's propensity does not depend on the users decided
+    with it. The logged draw counts as one of draws + 1 samples, so the estimate is in (0, 1].
     ``sharpness`` must be the one the logged draw used (``sampling.thompson_sample``).
     Computed for the users with a chosen message (chosen >= 0); NaN for the others.
     """
     out = np.full(alpha.shape[0], np.nan)
     users = np.nonzero(chosen >= 0)[0]
-    for lo in range(0, users.size, chunk):
-        idx = users[lo : lo + chunk]
-        theta = rng.beta(alpha[idx] * sharpness, beta[idx] * sharpness, size=(draws, idx.size, alpha.shape[1]))
-        sub = Options(
-            **{
-                **opts.__dict__,
-                "send_at": opts.send_at[idx],
-                "eligible": opts.eligible[idx],
-                "gap_bucket": opts.gap_bucket[idx],
-            }
-        )
-        send, _, message = decide(theta, sub)
-        out[idx] = ((send & (message == chosen[idx])).sum(axis=0) + 1.0) / (draws + 1.0)
+    sub, sub_keys, chosen, alpha, beta = opts.take(users), keys.take(users), chosen[users], alpha[users], beta[users]
+    hits = np.zeros(users.size)
+    if opts.null_action >= 0:  # the send rule weighs the message: resample every action
+        for i in range(1, draws + 1):
+            send, _, message = decide(thompson_sample(alpha, beta, sub_keys(i), sharpness), sub)
+            hits += send & (message == chosen)
+    elif users.size:
+        # resample the hour and frequency actions, then the message actions only where the
+        # draw sends at an hour at which the chosen message is eligible: the same counts
+        timing = np.union1d(opts.hour_actions, opts.frequency_actions)
+        rest = np.setdiff1d(np.arange(alpha.shape[1]), timing)
+        chosen_ok = sub.eligibility.of_message(chosen)  # (U, H)
+        for i in range(1, draws + 1):
+            theta = np.zeros(alpha.shape)
+            theta[:, timing] = thompson_sample(alpha[:, timing], beta[:, timing], sub_keys(i, timing), sharpness)
+            hour, has_option, theta_freq, bucket, current = _timing(theta, sub)
+            send = has_option & _longer_is_no_better(theta_freq, bucket, current)
+            live = np.nonzero(send & chosen_ok[np.arange(users.size), hour])[0]
+            theta = theta[live]
+            a, b = alpha[live][:, rest], beta[live][:, rest]
+            theta[:, rest] = thompson_sample(a, b, sub_keys.take(live)(i, rest), sharpness)
+            hits[live] += _best_message(theta, sub.take(live), hour[live]) == chosen[live]
+    out[users] = (hits + 1.0) / (draws + 1.0)
     return out

@@ -9,6 +9,7 @@ Draws are counter-based random numbers: a draw is a pure function of its key.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,14 +26,17 @@ def stable_hash(values) -> np.ndarray:
 def _splitmix64(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        z ^= z >> np.uint64(30)
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+        return z
 
 
 def _uniform(key: np.ndarray, stream: int) -> np.ndarray:
     """U(0, 1) from (key, stream), never exactly 0 or 1."""
-    bits = _splitmix64(key ^ _splitmix64(np.full(key.shape, stream, dtype=np.uint64)))
+    bits = _splitmix64(key ^ _splitmix64(np.array(stream, dtype=np.uint64)))
     return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) / 9007199254740992.0
 
 
@@ -62,22 +66,52 @@ def _gamma(shape: np.ndarray, key: np.ndarray, stream: int, max_tries: int = 64)
     return np.where(boost, out * u ** (1.0 / np.where(boost, shape, 1.0)), out)
 
 
-def beta_sample(alpha: np.ndarray, beta: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """One Beta(alpha, beta) draw per element, a pure function of its uint64 key."""
+def beta_sample(alpha: np.ndarray, beta: np.ndarray, key: np.ndarray, block: int = 1 << 15) -> np.ndarray:
+    """One Beta(alpha, beta) draw per element, a pure function of its uint64 key (computed
+    ``block`` elements at a time, so that the temporaries stay in the CPU cache)."""
     alpha, beta = np.asarray(alpha, dtype=np.float64).ravel(), np.asarray(beta, dtype=np.float64).ravel()
     key = np.asarray(key, dtype=np.uint64).ravel()
-    x = _gamma(alpha, key, stream=0)
-    y = _gamma(beta, key, stream=1_000)
-    total = x + y
-    # both gammas can underflow to 0 for tiny shapes: fall back to the mean
-    return np.where(total > 0, x / np.where(total > 0, total, 1.0), alpha / (alpha + beta))
+    out = np.empty(alpha.size)
+    for lo in range(0, alpha.size, block):
+        a, b, k = alpha[lo : lo + block], beta[lo : lo + block], key[lo : lo + block]
+        x = _gamma(a, k, stream=0)
+        total = x + _gamma(b, k, stream=1_000)
+        # both gammas can underflow to 0 for tiny shapes: fall back to the mean
+        out[lo : lo + block] = np.where(total > 0, x / np.where(total > 0, total, 1.0), a / (a + b))
+    return out
+
+
+@dataclass(frozen=True)
+class DrawKeys:
+    """The draw keys of (seed, date) for some users and actions, their strings hashed once:
+    ``keys(draw)`` is the users x actions matrix of :func:`draw_keys` for that draw index."""
+
+    seed: int
+    day_ordinal: int
+    user_hash: np.ndarray  # (U,) stable_hash of the user ids
+    action_hash: np.ndarray  # (A,) stable_hash of the action keys
+
+    @classmethod
+    def of(cls, seed: int, day_ordinal: int, user_ids, action_keys) -> DrawKeys:
+        return cls(seed, day_ordinal, stable_hash(user_ids), stable_hash(action_keys))
+
+    def __call__(self, draw: int = 0, actions=slice(None)) -> np.ndarray:
+        """The keys of a draw index for all users and these actions (default all)."""
+        # the resamples (draw >= 1) are offset by a prime far beyond any date: with "+ draw" alone,
+        # resample 7 of day D had the keys of the logged draw of day D + 1
+        offset = draw * 2_147_483_647 if draw else 0
+        base = _splitmix64(np.array([self.seed * 1_000_003 + self.day_ordinal * 7 + offset], dtype=np.uint64))
+        u = _splitmix64(self.user_hash ^ base)
+        return _splitmix64(u[:, None] ^ self.action_hash[None, actions])
+
+    def take(self, users: np.ndarray) -> DrawKeys:
+        """The keys of the users at these positions."""
+        return replace(self, user_hash=self.user_hash[users])
 
 
 def draw_keys(seed: int, day_ordinal: int, user_ids, action_keys, draw: int = 0) -> np.ndarray:
     """Key of the draw for (seed, date, user, action, draw index): users x actions matrix."""
-    base = _splitmix64(np.array([seed * 1_000_003 + day_ordinal * 7 + draw], dtype=np.uint64))
-    u = _splitmix64(stable_hash(user_ids) ^ base)
-    return _splitmix64(u[:, None] ^ stable_hash(action_keys)[None, :])
+    return DrawKeys.of(seed, day_ordinal, user_ids, action_keys)(draw)
 
 
 def thompson_sample(alpha: np.ndarray, beta: np.ndarray, keys: np.ndarray, sharpness: float = 1.0) -> np.ndarray:

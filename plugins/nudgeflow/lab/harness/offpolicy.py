@@ -20,7 +20,7 @@ import datetime as dt
 import numpy as np
 
 from nudgeflow.decide.matching import Options, decide, propensity
-from nudgeflow.decide.sampling import draw_keys, thompson_sample
+from nudgeflow.decide.sampling import DrawKeys, draw_keys, thompson_sample
 from nudgeflow.lab.harness.loop import DayContext, Sim, run_policy
 from nudgeflow.lab.harness.policies import Agentic, random_choice
 from nudgeflow.lab.simulate import simulate_day
@@ -46,8 +46,8 @@ def calibration(sim: Sim, pol: Agentic, ctx: DayContext, reruns: int = 200, draw
     k = sim.s.sampling_sharpness
     theta = thompson_sample(alpha, beta, draw_keys(seed, ctx.day.toordinal(), ctx.user_ids, keys), k)
     send, hour, message = decide(theta, opts)
-    rng = np.random.default_rng([seed, ctx.day.toordinal(), 1])
-    logged = propensity(alpha, beta, opts, message, rng, draws or sim.s.propensity_draws, sharpness=k)
+    resample = DrawKeys.of(seed, ctx.day.toordinal(), ctx.user_ids, keys)
+    logged = propensity(alpha, beta, opts, message, resample, draws or sim.s.propensity_draws, sharpness=k)
     hits = np.zeros(len(ctx.users))
     for r in range(reruns):
         th = thompson_sample(alpha, beta, draw_keys(seed + 1000 + r, ctx.day.toordinal(), ctx.user_ids, keys), k)

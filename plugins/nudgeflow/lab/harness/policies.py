@@ -39,9 +39,10 @@ import polars as pl
 
 from nudgeflow.decide.action_space import action_key, message_actions
 from nudgeflow.decide.action_space import action_space as run_action_space
+from nudgeflow.decide.eligibility import Eligibility
 from nudgeflow.decide.matching import Options, decide, propensity
 from nudgeflow.decide.priors import NULL_ACTION, empirical_bayes_prior, null_posterior, posterior
-from nudgeflow.decide.sampling import draw_keys, thompson_sample
+from nudgeflow.decide.sampling import DrawKeys, draw_keys, thompson_sample
 
 
 class Policy:
@@ -199,7 +200,7 @@ def build_options(ctx, actions: pl.DataFrame, *, modular: bool = True, send_rule
         sim.s.frequency_bucket_hours,
         ma,
         ctx.send_at,
-        ctx.eligible,
+        Eligibility.from_dense(ctx.eligible),
         ctx.gap_hours,
         send_rule=send_rule or sim.s.send_rule,
     )
@@ -334,9 +335,9 @@ class Agentic(Policy):
         send, hour, message = decide(theta, opts)
         prop = None
         if self.propensities:
-            rng = np.random.default_rng([seed, ctx.day.toordinal(), 1])
             draws = self.propensity_draws or self.sim.s.propensity_draws
-            prop_all = propensity(alpha, beta, opts, message, rng, draws, sharpness=k)
+            resample = DrawKeys.of(seed, ctx.day.toordinal(), ctx.user_ids, keys)
+            prop_all = propensity(alpha, beta, opts, message, resample, draws, sharpness=k)
         ui = np.nonzero(send)[0]
         if self.propensities:
             prop = prop_all[ui]
