@@ -24,31 +24,45 @@ POPULATION = "__population__"
 CELL_MAX_STRENGTH = 1e6
 
 
-def fit_beta_binomial(outcomes: pl.DataFrame, by: list[str], max_strength: float) -> pl.DataFrame:
-    """Method-of-moments Beta(alpha, beta) per group from per-user (successes, trials).
+def sufficient_statistics(outcomes: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """What a beta-binomial fit needs of the users with trials (n_i > 0) of each group:
+    n_users, trials = sum n_i, successes = sum s_i and sum_sq = sum s_i^2 / n_i. Sums, so
+    shards or engines can add them up (marts.prior_statistics computes them in SQL)."""
+    return (
+        outcomes.filter(pl.col("trials") > 0)
+        .group_by(by)
+        .agg(
+            pl.len().alias("n_users"),
+            pl.col("trials").sum(),
+            pl.col("successes").sum(),
+            (pl.col("successes") ** 2 / pl.col("trials")).sum().alias("sum_sq"),
+        )
+    )
 
-    With p_i = s_i / n_i and mu = sum s / sum n, a beta-binomial gives
+
+def fit_beta_binomial(outcomes: pl.DataFrame, by: list[str], max_strength: float) -> pl.DataFrame:
+    """Method-of-moments Beta(alpha, beta) per group from per-user (successes, trials): see
+    :func:`fit_from_statistics`."""
+    return fit_from_statistics(sufficient_statistics(outcomes, by), by, max_strength)
+
+
+def fit_from_statistics(stats: pl.DataFrame, by: list[str], max_strength: float) -> pl.DataFrame:
+    """Method-of-moments Beta(alpha, beta) per group from its :func:`sufficient_statistics`.
+
+    With p_i = s_i / n_i and mu = (sum s + 1/2) / (sum n + 1), a beta-binomial gives
     E[sum n_i (p_i - mu)^2] = mu (1 - mu) sum [1 + (n_i - 1) rho], rho = 1 / (alpha + beta + 1),
-    so rho = (sum n_i (p_i - mu)^2 / (mu (1 - mu)) - (G - 1)) / sum (n_i - 1) over the G users.
+    so rho = (sum n_i (p_i - mu)^2 / (mu (1 - mu)) - (G - 1)) / sum (n_i - 1) over the G users,
+    where sum n_i (p_i - mu)^2 = sum s_i^2 / n_i - 2 mu sum s_i + mu^2 sum n_i.
     The strength M = alpha + beta = 1/rho - 1 is capped at max_strength (also when rho <= 0 or
     is not identified, i.e. every user has one trial) and floored at 1 (no U-shaped priors
     that would make a cold-start user's first draws all-or-nothing); alpha = mu M, beta = (1 - mu) M.
     Returns the groups with alpha, beta, mean, strength, n_users, trials.
     """
-    data = outcomes.filter(pl.col("trials") > 0)
-    mu = data.group_by(by).agg(
-        ((pl.col("successes").sum() + 0.5) / (pl.col("trials").sum() + 1.0)).alias("mean"),
-    )
     fitted = (
-        data.join(mu, on=by)
-        .with_columns(p=pl.col("successes") / pl.col("trials"))
-        .group_by(by)
-        .agg(
-            pl.len().alias("n_users"),
-            pl.col("trials").sum().alias("trials"),
-            pl.col("mean").first(),
-            (pl.col("trials") * (pl.col("p") - pl.col("mean")) ** 2).sum().alias("ss"),
-            (pl.col("trials") - 1).sum().alias("extra_trials"),
+        stats.with_columns(mean=(pl.col("successes") + 0.5) / (pl.col("trials") + 1.0))
+        .with_columns(
+            ss=pl.col("sum_sq") - 2 * pl.col("mean") * pl.col("successes") + pl.col("mean") ** 2 * pl.col("trials"),
+            extra_trials=pl.col("trials") - pl.col("n_users"),
         )
         .with_columns(
             rho=pl.when(pl.col("extra_trials") > 0)
@@ -75,9 +89,18 @@ def fit_beta_binomial(outcomes: pl.DataFrame, by: list[str], max_strength: float
 def empirical_bayes_prior(
     outcomes: pl.DataFrame, cells: pl.DataFrame, *, max_strength: float, min_users: int
 ) -> pl.DataFrame:
-    """Prior per (cell, action_set, action) from the users of the cell, else from all users.
+    """Prior per (cell, action_set, action) from the users of the cell, else from all users:
+    :func:`prior_from_statistics` of the per-user outcomes (user_id, action_set, action,
+    successes, trials) of the users of ``cells`` (user_id, cell)."""
+    with_cell = outcomes.join(cells.select("user_id", "cell"), on="user_id", how="inner")
+    stats = sufficient_statistics(with_cell, ["cell", "action_set", "action"])
+    return prior_from_statistics(stats, max_strength=max_strength, min_users=min_users)
 
-    outcomes: user_id, action_set, action, successes, trials. cells: user_id, cell.
+
+def prior_from_statistics(stats: pl.DataFrame, *, max_strength: float, min_users: int) -> pl.DataFrame:
+    """Prior per (cell, action_set, action) from the cells' :func:`sufficient_statistics`
+    (one row per cell and action: the table of cells x actions, small at any number of users).
+
     A (cell, action) fitted on fewer than `min_users` users with evidence takes the population
     prior of the action; an action nobody has tried takes Beta(1, 1) (filled by `posterior`).
 
@@ -89,24 +112,22 @@ def empirical_bayes_prior(
     noise in a thin cell does not become a prior; cells that really differ keep their means.
     The strength alpha + beta of a cell's prior is its users' own (capped at max_strength).
     """
-    with_cell = outcomes.join(cells.select("user_id", "cell"), on="user_id", how="inner")
-    by_cell = fit_beta_binomial(with_cell, ["cell", "action_set", "action"], max_strength)
-    population = fit_beta_binomial(with_cell, ["action_set", "action"], max_strength)
-    cell_totals = (
-        with_cell.filter(pl.col("trials") > 0)
-        .group_by("cell", "action_set", "action")
-        .agg(pl.col("successes").sum(), pl.col("trials").sum())
+    actions = ["action_set", "action"]
+    by_cell = fit_from_statistics(stats, ["cell", *actions], max_strength)
+    population = fit_from_statistics(
+        stats.group_by(actions).agg(pl.col("n_users", "trials", "successes", "sum_sq").sum()), actions, max_strength
     )
-    between = fit_beta_binomial(cell_totals, ["action_set", "action"], CELL_MAX_STRENGTH)
+    cell_totals = stats.select("cell", *actions, "successes", "trials")
+    between = fit_beta_binomial(cell_totals, actions, CELL_MAX_STRENGTH)
     keep = (
         by_cell.filter(pl.col("n_users") >= min_users)
         .join(
             cell_totals.rename({"successes": "cell_successes", "trials": "cell_trials"}),
-            on=["cell", "action_set", "action"],
+            on=["cell", *actions],
         )
         .join(
-            between.select("action_set", "action", pl.col("mean").alias("mu"), pl.col("strength").alias("k")),
-            on=["action_set", "action"],
+            between.select(*actions, pl.col("mean").alias("mu"), pl.col("strength").alias("k")),
+            on=actions,
         )
         .with_columns(
             mean=(pl.col("cell_successes") + pl.col("k") * pl.col("mu")) / (pl.col("cell_trials") + pl.col("k"))

@@ -1,5 +1,6 @@
-"""Step 3, priors: an empirical-Bayes Beta prior per (behaviour cell, action) and the Beta
-posterior of every (user, action), from `marts.action_outcomes` (see decide/priors.py)."""
+"""Step 3, priors: an empirical-Bayes Beta prior per (behaviour cell, action), fitted from the
+cells' sums in `marts.prior_statistics`, and the Beta posterior of every (user, action), from
+`marts.action_outcomes` (see decide/priors.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import polars as pl
 
 from nudgeflow.config import load_settings
 from nudgeflow.decide.action_space import action_space
-from nudgeflow.decide.priors import empirical_bayes_prior, null_posterior, posterior
+from nudgeflow.decide.priors import null_posterior, posterior, prior_from_statistics
 from nudgeflow.steps.progress import Progress, say
 from nudgeflow.warehouse import connect, read, replace_partition
 
@@ -39,11 +40,15 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
             "weighted_trials as trials from marts.action_outcomes",
         )
         actions = run_actions(con, settings)
-        prior = empirical_bayes_prior(
-            outcomes,
-            read(con, f"select user_id, {cell} as cell from marts.user_features"),
-            max_strength=settings.prior_max_strength,
-            min_users=settings.prior_min_users,
+        # the fit reads the cells' sums (a cells x actions table), not the users
+        stats = read(
+            con,
+            "select cell, action_set, action, n_users, trials, successes, sum_sq "
+            "from marts.prior_statistics where cells = ?",
+            [settings.prior_cells],
+        )
+        prior = prior_from_statistics(
+            stats, max_strength=settings.prior_max_strength, min_users=settings.prior_min_users
         )
         post = posterior(users.drop("matching_cell"), actions, prior, outcomes)
         # the measured null (placebos of the user's cell): send-or-wait's reference
