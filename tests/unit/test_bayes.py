@@ -173,3 +173,25 @@ def test_draws_repeat_for_the_same_key_and_do_not_depend_on_other_users():
         alpha, beta, draw_keys(0, 740001, ["u1", "u2", "u3"], ["channel=push", "channel=email"])
     )
     assert not np.array_equal(t1, other_day)
+
+
+def test_priors_from_shards_sums_equal_the_global_fit():
+    """Sharding users (4 shards by md5 of user_id): each shard's sufficient statistics, summed,
+    give the global priors; fitting per shard would not (it changes the priors)."""
+    import hashlib
+
+    from nudgeflow.decide.priors import prior_from_statistics, sufficient_statistics
+
+    out = _outcomes()
+    keys = ["cell", "action_set", "action"]
+    shard = pl.Series([int(hashlib.md5(u.encode()).hexdigest()[:8], 16) % 4 for u in out["user_id"]])
+    parts = [sufficient_statistics(out.filter(shard == i), keys) for i in range(4)]
+    summed = pl.concat(parts).group_by(keys).agg(pl.col("n_users", "trials", "successes", "sum_sq").sum())
+    got = prior_from_statistics(summed, max_strength=1e6, min_users=20).sort(keys)
+    want = empirical_bayes_prior(out.drop("cell"), out.select("user_id", "cell"), max_strength=1e6, min_users=20)
+    want = want.sort(keys)
+    assert got.select(*keys, "source", "n_users").equals(want.select(*keys, "source", "n_users"))
+    assert ((got["alpha"] - want["alpha"]).abs() / want["alpha"]).max() < 1e-12
+    one_shard = prior_from_statistics(parts[0], max_strength=1e6, min_users=5)
+    both = one_shard.join(want, on=keys, suffix="_global")
+    assert both.height > 0 and ((both["alpha"] - both["alpha_global"]).abs() > 1e-6).any()
