@@ -175,6 +175,9 @@ def bench_size(cfg: Settings, size: str) -> dict:
     if not gen.ok:
         return out
     out["generate"]["disk_bytes"] = _du(home / "landing")
+    if "memory_limit" in cfg.duckdb_settings:  # the product's setting: dbt's profile SETs it after connecting
+        with (home / "nudgeflow.yml").open("a", encoding="utf-8") as f:
+            f.write(f"duckdb_memory_limit: '{cfg.duckdb_settings['memory_limit']}'\n")
     first_day = world.START + dt.timedelta(days=world.HISTORY_DAYS)
     if "floor" in cfg.parts:
         out["floor"] = _guarded(cfg, home, "floor", {"kind": "floor"}).as_dict()
