@@ -149,13 +149,23 @@ nearest_lists as (
     group by send_id
 ),
 
+nearest_rows as (
+    select
+        send_id,
+        sent_ts,
+        unnest(nearest) as control,
+        generate_subscripts(nearest, 1) as control_rank
+    from nearest_lists
+),
+
 nearest as (
     select
         send_id,
         sent_ts,
-        unnest(nearest, recursive := true),
-        generate_subscripts(nearest, 1) as control_rank
-    from nearest_lists
+        struct_extract(control, 'control_user_id') as control_user_id,
+        struct_extract(control, 'distance') as distance,
+        control_rank
+    from nearest_rows
 )
 {%- endif %}
 
