@@ -9,11 +9,11 @@
 -- who are not the treated user and had no send in [t - window_hours, t + window_hours).
 -- Ties are broken by md5(user_id), then user_id. A send may get fewer than k controls.
 -- Each candidate's sends are checked as one list per user (no pairwise join with sends) and
--- the k nearest are kept with a top-k aggregate (no sort of all candidates).
+-- the k nearest are kept by a ranking window.
 -- Options (evaluated by `nudgeflow evaluate measurement`, docs/measurement.md):
 --   control_pool 'group' (default 'cell'): candidates from the treated user's (UTC offset x
 --     goal-or-not) group, i.e. the cell without its activity bucket, not only the cell;
---   pre_match_candidates m > 0 (default 1000; 0: off): keep the max(k, m) nearest as candidates;
+--   pre_match_candidates m > 0 (default 30; 0: off): keep the max(k, m) nearest as candidates;
 --     int_sends__outcomes_controls then keeps the k of them whose pre-window outcome Y_pre is
 --     nearest to the treated user's (matching on the pre-period outcome).
 with to_score as (
@@ -119,9 +119,8 @@ candidates as (
         ))
 ),
 
-{%- if n_candidates > 100 %}
-
--- many candidates per send: one ranking window is cheaper than a top-k aggregate with a large k
+-- the n nearest by one ranking window: a sort, which DuckDB spills under a memory limit (a top-k
+-- min_by aggregate ran out of memory at 100k users with memory_limit 2GB; at 10k users both took 9 s)
 nearest as (
     select
         send_id,
@@ -134,40 +133,6 @@ nearest as (
     from candidates
     qualify control_rank <= {{ n_candidates }}
 )
-{%- else %}
-
-nearest_lists as (
-    select
-        send_id,
-        any_value(sent_ts) as sent_ts,
-        min_by(
-            struct_pack(control_user_id, distance),
-            struct_pack(distance, control_user_hash, control_user_id),
-            {{ n_candidates }}
-        ) as nearest
-    from candidates
-    group by send_id
-),
-
-nearest_rows as (
-    select
-        send_id,
-        sent_ts,
-        unnest(nearest) as control,
-        generate_subscripts(nearest, 1) as control_rank
-    from nearest_lists
-),
-
-nearest as (
-    select
-        send_id,
-        sent_ts,
-        struct_extract(control, 'control_user_id') as control_user_id,
-        struct_extract(control, 'distance') as distance,
-        control_rank
-    from nearest_rows
-)
-{%- endif %}
 
 select
     send_id,

@@ -63,34 +63,20 @@ scored as (
         and pre_spread.is_placebo = candidate_outcomes.is_placebo
 ),
 
--- the k nearest with a top-k aggregate (no sort of all candidates); ties by the candidate's rank
-nearest_lists as (
-    select
-        send_id,
-        min_by(
-            struct_pack(user_id, y_pre, sent_ts, weights_as_of),
-            struct_pack(match_distance, control_rank),
-            {{ var('neighbours') }}
-        ) as nearest
-    from scored
-    group by send_id
-),
-
-nearest_rows as (
-    select
-        send_id,
-        unnest(nearest) as control
-    from nearest_lists
-),
-
+-- the k nearest by one ranking window (a sort, which DuckDB spills under a memory limit; a
+-- top-k min_by aggregate ran out of memory at 100k users with memory_limit 2GB); ties by the
+-- candidate's rank
 nearest as (
     select
         send_id,
-        struct_extract(control, 'user_id') as user_id,
-        struct_extract(control, 'y_pre') as y_pre,
-        struct_extract(control, 'sent_ts') as sent_ts,
-        struct_extract(control, 'weights_as_of') as weights_as_of
-    from nearest_rows
+        user_id,
+        y_pre,
+        sent_ts,
+        weights_as_of
+    from scored
+    qualify row_number() over (
+        partition by send_id order by match_distance, control_rank
+    ) <= {{ var('neighbours') }}
 ),
 
 post_outcomes as (
