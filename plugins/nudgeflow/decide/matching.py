@@ -121,9 +121,14 @@ def message_scores(theta: np.ndarray, message_actions: np.ndarray) -> np.ndarray
     Centring on the set's average, not on a fixed 1/2, keeps the number of labels out of the
     score: with reward rates near 0.4 every label would otherwise subtract about 0.1, and
     messages with fewer labels would win whatever their labels.
+
+    Messages with the same channel and labels get bitwise the same score (each distinct
+    profile is scored once), so a tie between them goes to the first, not to float noise.
     """
     membership, averaging, present = _set_matrices(message_actions, theta.shape[-1])
-    return theta @ (membership - averaging @ present)  # one product over the actions
+    _, first, inverse = np.unique(message_actions, axis=0, return_index=True, return_inverse=True)
+    weights = (membership - averaging @ present)[:, first]  # (A, profiles)
+    return (theta @ weights)[..., inverse.ravel()]  # one product over the actions
 
 
 def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
