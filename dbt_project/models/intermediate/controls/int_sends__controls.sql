@@ -26,68 +26,17 @@ with to_score as (
     from {{ ref('int_sends__to_measure') }}
 ),
 
-features as (
-    select * from {{ ref('int_user_features__dated') }}
-),
-
-batch_span as (
-    select
-        min(sent_ts) - {{ hours(var('window_hours')) }} as first_ts,
-        max(sent_ts) + {{ hours(var('window_hours')) }} as last_ts
-    from to_score
-),
-
--- each user's send times that can fall in the window of some send of the batch
-sends_by_user as (
-    select
-        sends.user_id,
-        list(epoch_us(sends.sent_ts)) as sent_us
-    from {{ ref('stg_raw__sends') }} as sends
-    inner join batch_span
-        on batch_span.first_ts <= sends.sent_ts
-        and batch_span.last_ts > sends.sent_ts
-    group by sends.user_id
-),
-
--- the pool a control is drawn from: the treated user's cell, or with control_pool 'group' the
--- cell without its activity bucket; computed on both sides so that the join below is one
--- equi-join on (feature_date, pool), about cell_size candidates per send (joining the sends
--- with every user of the day first, then filtering on the cell, grew as sends x users)
+-- the pool a control is drawn from (the treated user's cell, or with control_pool 'group' the
+-- cell without its activity bucket), on both sides, so that the join below is one equi-join on
+-- (feature_date, pool): about cell_size candidates per send
 pools as (
-    select
-        feature_date,
-        user_id,
-        user_hash,
-        z_events,
-        z_goals,
-        z_active_days,
-        z_recency,
-        {%- if var('control_pool') == 'group' %}
-        regexp_replace(cell, '/a[0-9]+$', '') as pool
-        {%- else %}
-        cell as pool
-        {%- endif %}
-    from features
+    select * from {{ ref('int_user_features__pools') }}
 ),
 
 -- materialised first: left to the optimiser, DuckDB joined every pool with itself before it
 -- joined the sends (all users x pool size rows: 68M at 10k users, 890M at 100k)
 treated as materialized (
-    select
-        to_score.send_id,
-        to_score.user_id,
-        to_score.sent_ts,
-        to_score.sent_us,
-        pools.feature_date,
-        pools.pool,
-        pools.z_events,
-        pools.z_goals,
-        pools.z_active_days,
-        pools.z_recency
-    from to_score
-    inner join pools
-        on pools.user_id = to_score.user_id
-        and pools.feature_date = to_score.feature_date
+    {{ in_pools('to_score') }}
 ),
 
 candidates as (
@@ -96,18 +45,14 @@ candidates as (
         treated.sent_ts,
         control.user_id as control_user_id,
         control.user_hash as control_user_hash,
-        sqrt(
-            pow(control.z_events - treated.z_events, 2)
-            + pow(control.z_goals - treated.z_goals, 2)
-            + pow(control.z_active_days - treated.z_active_days, 2)
-            + pow(control.z_recency - treated.z_recency, 2)
-        ) as distance
+        {{ feature_distance('treated', 'control') }} as distance
     from treated
     inner join pools as control
         on control.feature_date = treated.feature_date
         and control.pool = treated.pool
         and control.user_id <> treated.user_id
-    left join sends_by_user
+    -- each user's send times that can fall in the window of some send of the batch
+    left join {{ ref('int_users__send_times') }} as sends_by_user
         on sends_by_user.user_id = control.user_id
     where
         sends_by_user.sent_us is null
