@@ -7,11 +7,17 @@ from the data timestamped before D 00:00 UTC that has landed by then: the **cut-
 is 21:00 UTC on D-1** (later landings are used by the next day's run). A run triggered by hand
 plans the UTC date of its logical date + 3 h: a logical date of D 00:00 plans D.
 
+The task group `measure` is the dbt project rendered by astronomer-cosmos
+(`nudgeflow/airflow_dbt.py`): one task per model and per model's tests, so the grid and the
+graph show the lineage and each model's log; one `dbt build` (the group's producer task) does
+the work. `check` then refuses to plan from stale data and publishes the dbt docs site.
+
 Every task reads and writes the partition of D only, so a rerun or a backfill gives the same
-result. All tasks share the pool `nudgeflow_warehouse` (one slot) and hold the home's lock:
-DuckDB allows one writer per file. A task fails at once, without retries, on an error a
-retry cannot fix (bad settings, stale data, a schedule the guardrail check refuses); it
-retries when another run holds the home's lock. The schedule task updates the Asset
+result. Every task that writes the warehouse runs in the pool `nudgeflow_warehouse` (one
+slot) and holds the home's lock: DuckDB allows one writer per file (the model sensors only
+wait, deferred). A task fails at once, without retries, on an error a retry cannot fix (bad
+settings, stale data, a schedule the guardrail check refuses); it retries when another run
+holds the home's lock. The schedule task updates the Asset
 `nudgeflow_send_schedule`, which delivery DAGs can be scheduled on
 (`nudgeflow_delivery_example`).
 """
@@ -23,20 +29,16 @@ import datetime as dt
 import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, dag, task
 
+from nudgeflow.airflow_dbt import DBT_TASKS, POOL, dbt_task_group, schedule_date
+
 HOME_NOTE = "The home folder is $NUDGEFLOW_HOME, else ./data under the repository root."
-LEAD = dt.timedelta(hours=3)  # 21:00 UTC + 3 h = the schedule date's midnight
 SEND_SCHEDULE = Asset("nudgeflow_send_schedule")  # HOME/exports/send_schedule/date=D/part-0.parquet
 DEFAULT_ARGS = {
     "owner": "nudgeflow",
     "retries": 2,
     "retry_delay": dt.timedelta(minutes=2),
-    "pool": "nudgeflow_warehouse",
+    "pool": POOL,
 }
-
-
-def schedule_date(logical_date: dt.datetime) -> dt.date:
-    """The date a run plans: the UTC date of its logical date + 3 h (21:00 UTC on D-1 -> D)."""
-    return (pendulum.instance(logical_date).in_timezone("UTC") + LEAD).date()
 
 
 def _step(name: str, logical_date, run_id: str | None = None) -> dict:
@@ -62,7 +64,7 @@ def _step(name: str, logical_date, run_id: str | None = None) -> dict:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    max_active_tasks=1,
+    max_active_tasks=16,  # the model sensors wait beside the one writer (the pool keeps it one)
     default_args=DEFAULT_ARGS,
     tags=["nudgeflow"],
     doc_md=__doc__ + "\n\n" + HOME_NOTE,
@@ -76,19 +78,26 @@ def nudgeflow_daily():
         return _step("ingest", logical_date)
 
     @task(
-        doc_md="**Measure** (`dbt build`): event weights w_e (log-likelihood ratio), decayed "
-        "pre/post outcomes per send, k-nearest-neighbour controls, difference-in-differences "
-        "effect, binarised reward, and successes/trials per (user, action). Refuses to plan "
-        "from stale data (setting `max_data_age_hours`)."
+        doc_md="**Measure** (`dbt build` in this one task, `NUDGEFLOW_DBT_TASKS=one`): event weights, "
+        "decayed pre/post outcomes per send, k-nearest-neighbour controls, difference-in-differences "
+        "effect, binarised reward, successes/trials per (user, action); then what `check` does."
     )
     def measure(_ingested: dict, logical_date=None) -> dict:
         return _step("measure", logical_date)
 
     @task(
+        doc_md="**Check** what `measure` built: the accounting of landed rows (landed = accepted + "
+        "quarantined + duplicates), the refusal to plan from stale data (setting `max_data_age_hours`), "
+        "and the dbt docs site (lineage, every column) published for the Airflow UI."
+    )
+    def check(logical_date=None) -> dict:
+        return _step("check", logical_date)
+
+    @task(
         doc_md="**Priors**: empirical-Bayes Beta prior per (behaviour cell, action) and the Beta "
         "posterior of every (user, action)."
     )
-    def priors(_measured: dict, logical_date=None) -> dict:
+    def priors(_checked: dict, logical_date=None) -> dict:
         return _step("priors", logical_date)
 
     @task(doc_md="**Sample**: Thompson sampling, one draw per (user, action), keyed by (seed, date, user).")
@@ -116,7 +125,12 @@ def nudgeflow_daily():
         outlet_events[SEND_SCHEDULE].extra = {"date": day.isoformat(), "rows": result["rows"], "path": result["export"]}
         return result
 
-    schedule(match(sample(priors(measure(ingest())))))
+    if DBT_TASKS == "models":
+        checked = check()
+        ingest() >> dbt_task_group(DEFAULT_ARGS) >> checked
+    else:
+        checked = measure(ingest())
+    schedule(match(sample(priors(checked))))
 
 
 nudgeflow_daily()

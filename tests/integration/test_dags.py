@@ -13,6 +13,8 @@ DEV_DAGS = ROOT / "dev" / "dags"  # the simulated world's DAG, for the demo only
 def dagbag(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("AIRFLOW_HOME", str(tmp_path_factory.mktemp("airflow")))
     monkeypatch_module.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    # no metadata DB here: Cosmos renders with `dbt ls` each time instead of caching it in a Variable
+    monkeypatch_module.setenv("AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS", "False")
     from airflow.dag_processing.dagbag import DagBag
 
     prod = DagBag(dag_folder=str(DAGS))
@@ -37,11 +39,49 @@ def test_no_import_errors(dagbag):
 
 def test_daily_dag_is_the_method_in_order(dagbag):
     dag = dagbag[0].dags["nudgeflow_daily"]
-    chain = ["ingest", "measure", "priors", "sample", "match", "schedule"]
-    for upstream, downstream in zip(chain, chain[1:]):
+    chain = ["ingest", "measure.dbt_producer_watcher", "check", "priors", "sample", "match", "schedule"]
+    assert "ingest" in dag.get_task("measure.dbt_producer_watcher").upstream_task_ids
+    for upstream, downstream in zip(chain[2:], chain[3:]):
         assert upstream in dag.get_task(downstream).upstream_task_ids
-    assert set(dag.task_ids) == set(chain)
-    assert dag.max_active_runs == 1 and dag.max_active_tasks == 1
+    assert dag.max_active_runs == 1
+
+
+def test_every_dbt_model_and_its_tests_is_a_task_after_ingest_and_before_check(dagbag):
+    """Cosmos renders the dbt project: a task per model (and per model's data tests); `check`
+    waits for all of them, and none waits for anything outside the group but `ingest`."""
+    import os
+    import subprocess
+    import sys
+
+    dag = dagbag[0].dags["nudgeflow_daily"]
+    listed = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "ls",
+            "--resource-type",
+            "model",
+            "--output",
+            "name",
+            "--project-dir",
+            str(ROOT / "dbt_project"),
+            "--profiles-dir",
+            str(ROOT / "dbt_project"),
+            "--quiet",
+        ],
+        env={**os.environ, "NUDGEFLOW_WAREHOUSE": "x.duckdb", "NUDGEFLOW_AS_OF": "2026-01-01 00:00:00"},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout.split()
+    assert len(listed) > 30
+    group = {t for t in dag.task_ids if t.startswith("measure.")}
+    for model in listed:
+        assert {f"measure.{model}.run", f"measure.{model}_run"} & group, model
+    upstream_of_check = dag.get_task("check").upstream_task_ids
+    assert upstream_of_check and upstream_of_check <= group
+    for task_id in group:
+        assert dag.get_task(task_id).upstream_task_ids <= group | {"ingest"}, task_id
 
 
 @pytest.mark.parametrize("dag_id", ["nudgeflow_daily", "nudgeflow_delivery_example", "nudgeflow_simulated_world"])
@@ -55,7 +95,12 @@ def test_tags_retries_and_docs(dagbag, dag_id):
 
 
 def test_warehouse_writers_share_a_one_slot_pool(dagbag):
-    assert {t.pool for t in dagbag[0].dags["nudgeflow_daily"].tasks} == {"nudgeflow_warehouse"}
+    """Every task that writes the warehouse is in the one-slot pool; the model sensors, which
+    only wait for the producer's build, are not (they would block it)."""
+    dag = dagbag[0].dags["nudgeflow_daily"]
+    writers = {"ingest", "measure.dbt_producer_watcher", "check", "priors", "sample", "match", "schedule"}
+    assert {dag.get_task(t).pool for t in writers} == {"nudgeflow_warehouse"}
+    assert {t.pool for t in dag.tasks if t.task_id not in writers} == {"default_pool"}
 
 
 def test_the_run_for_d_starts_the_evening_before(dagbag):
@@ -93,3 +138,42 @@ def test_the_schedule_task_updates_the_asset_the_delivery_example_waits_for(dagb
     assert [a.name for a in outlets] == ["nudgeflow_send_schedule"]
     delivery = prod.dags["nudgeflow_delivery_example"]
     assert "nudgeflow_send_schedule" in str(delivery.timetable.asset_condition)
+
+
+def test_dbt_runs_with_the_homes_settings_and_holds_its_lock(tmp_path, monkeypatch):
+    """Cosmos's interceptor gives the producer's `dbt build` (and a model retried alone) what the
+    in-process build gets: the settings as vars, the warehouse, as-of time and memory limit in
+    its environment; it holds the home's lock until `release`. Bad settings fail at once."""
+    import datetime as dt
+    import fcntl
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from nudgeflow.airflow_dbt import dbt_environment, release
+    from nudgeflow.config import load_settings
+    from nudgeflow.lock import lock_path
+
+    monkeypatch.setenv("NUDGEFLOW_HOME", str(tmp_path))
+    (tmp_path / "nudgeflow.yml").write_text("duckdb_memory_limit: 3GB\n")
+    operator = SimpleNamespace(env={"KEEP": "1"}, vars=None)
+    dbt_environment({"logical_date": dt.datetime(2026, 3, 9, 21, tzinfo=dt.UTC)}, operator)
+    try:
+        assert operator.vars == load_settings(tmp_path).dbt_vars()
+        assert operator.env == {
+            "KEEP": "1",
+            "NUDGEFLOW_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+            "NUDGEFLOW_AS_OF": "2026-03-10 00:00:00",  # the run at 21:00 on D-1 plans D
+            "NUDGEFLOW_DUCKDB_MEMORY_LIMIT": "3GB",
+        }
+        with open(lock_path(tmp_path), "a+") as other:  # another writer cannot take the lock
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        release({})
+    with open(lock_path(tmp_path), "a+") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
+        fcntl.flock(other, fcntl.LOCK_UN)
+    (tmp_path / "nudgeflow.yml").write_text("neighbours: many\n")
+    with pytest.raises(AirflowFailException, match="neighbours"):
+        dbt_environment({"logical_date": dt.datetime(2026, 3, 9, 21, tzinfo=dt.UTC)}, operator)

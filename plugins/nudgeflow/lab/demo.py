@@ -53,6 +53,9 @@ def airflow_env(home: Path) -> dict:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        # dag.test() runs one task at a time: Cosmos's model sensors would wait for a build
+        # that cannot run beside them, so the demo builds dbt in the one `measure` task
+        "NUDGEFLOW_DBT_TASKS": "one",
     }
 
 

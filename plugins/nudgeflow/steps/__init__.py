@@ -15,7 +15,7 @@ from pathlib import Path
 from nudgeflow.lock import home_lock
 from nudgeflow.steps.ingest import step_ingest
 from nudgeflow.steps.match import step_match
-from nudgeflow.steps.measure import step_measure
+from nudgeflow.steps.measure import step_check, step_measure
 from nudgeflow.steps.priors import step_priors
 from nudgeflow.steps.progress import Progress
 from nudgeflow.steps.sample import step_sample
@@ -25,6 +25,7 @@ STEPS = ("ingest", "measure", "priors", "sample", "match", "schedule")
 _FUNCTIONS = {
     "ingest": step_ingest,
     "measure": step_measure,
+    "check": step_check,  # Airflow only: what follows Cosmos's dbt tasks (in `measure` otherwise)
     "priors": step_priors,
     "sample": step_sample,
     "match": step_match,

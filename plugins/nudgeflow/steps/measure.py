@@ -39,14 +39,22 @@ def dbt_args(command: str, home: Path, settings: Settings, *extra: str) -> list[
     ]
 
 
+def dbt_env(home: Path, as_of: dt.datetime, settings: Settings) -> dict[str, str]:
+    """The environment dbt_project/profiles.yml reads: the warehouse, the as-of time and
+    DuckDB's memory limit (the as-of time is not a var, so partial parsing survives days)."""
+    return {
+        "NUDGEFLOW_WAREHOUSE": str(warehouse_path(home)),
+        "NUDGEFLOW_AS_OF": as_of.strftime("%Y-%m-%d %H:%M:%S"),
+        "NUDGEFLOW_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
+    }
+
+
 def run_dbt(args: list[str], home: Path, as_of: dt.datetime, progress: Callable[[str], None] | None = None) -> list:
     """Run dbt in-process on HOME/warehouse.duckdb for one as-of time; raise NudgeflowError
     naming every failed node."""
     from dbt.cli.main import dbtRunner
 
-    os.environ["NUDGEFLOW_WAREHOUSE"] = str(warehouse_path(home))
-    os.environ["NUDGEFLOW_AS_OF"] = as_of.strftime("%Y-%m-%d %H:%M:%S")
-    os.environ["NUDGEFLOW_DUCKDB_MEMORY_LIMIT"] = load_settings(home).duckdb_memory_limit
+    os.environ.update(dbt_env(home, as_of, load_settings(home)))
 
     done = {"n": 0}
     last: dict = {}
@@ -123,12 +131,15 @@ def dbt_build(
     return run_dbt(dbt_args("build", home, settings, *extra), home, as_of, progress)
 
 
-def publish_dbt_docs(home: Path, settings: Settings, as_of_time: dt.datetime) -> Path:
-    """`dbt docs generate` from this build's manifest (lineage, every model and column), copied
-    to HOME/published/dbt-docs/ for the Airflow UI (nudgeflow/ui.py) and anyone with a browser."""
+def publish_dbt_docs(home: Path, settings: Settings, as_of_time: dt.datetime, *, compiled: bool) -> Path:
+    """`dbt docs generate` (lineage, every model and column), copied to HOME/published/dbt-docs/
+    for the Airflow UI (nudgeflow/ui.py) and anyone with a browser. ``compiled``: this process's
+    build has just written the manifest under HOME/.dbt/target, so it need not compile again
+    (Cosmos's build in Airflow writes its own, in a temporary copy of the project)."""
     import shutil
 
-    run_dbt(dbt_args("docs generate", home, settings, "--no-compile"), home, as_of_time)
+    extra = ["--no-compile"] if compiled else []
+    run_dbt(dbt_args("docs generate", home, settings, *extra), home, as_of_time)
     target, out = Path(home) / ".dbt" / "target", Path(home) / "published" / "dbt-docs"
     out.mkdir(parents=True, exist_ok=True)
     for name in ("index.html", "manifest.json", "catalog.json"):
@@ -155,10 +166,18 @@ def check_freshness(newest: dt.datetime | None, as_of_time: dt.datetime, max_age
 
 
 def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | None = None) -> dict:
-    """dbt build for as-of D 00:00 UTC: event weights, outcomes, treatment effects, action outcomes."""
-    settings = load_settings(home)
-    nodes = dbt_build(home, settings, as_of(day), progress)
+    """dbt build for as-of D 00:00 UTC (event weights, outcomes, treatment effects, action
+    outcomes), then the checks of what it built."""
+    nodes = dbt_build(home, load_settings(home), as_of(day), progress)
+    return {"dbt_nodes": len(nodes), **step_check(home, day, progress, compiled=True)}
 
+
+def step_check(
+    home: Path, day: dt.date, progress: Callable[[str], None] | None = None, *, compiled: bool = False
+) -> dict:
+    """After the dbt build for D (in-process above, or Cosmos's tasks in Airflow): the
+    accounting of landed rows, the refusal to plan from stale data, and the dbt docs site."""
+    settings = load_settings(home)
     with connect(home) as con:  # the goal as a bound value, never pasted into SQL
         n_goal, newest = con.execute(
             "select count(*) filter (where event_name = ?), max(event_ts) from staging.stg_raw__events",
@@ -166,10 +185,10 @@ def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | Non
         ).fetchall()[0]
         rows = accounting(con, progress)  # per table: landed = accepted + quarantined + duplicates
     check_freshness(newest, as_of(day), settings.max_data_age_hours)
-    publish_dbt_docs(home, settings, as_of(day))
+    publish_dbt_docs(home, settings, as_of(day), compiled=compiled)
     if n_goal == 0 and progress:
         progress(
             f"warning: the goal event {settings.goal_event!r} occurs in none of the events before {day}: "
             "every send's outcome then rests on proxies (check goal_event in nudgeflow.yml)"
         )
-    return {"dbt_nodes": len(nodes), "goal_events": n_goal, "accounting": rows}
+    return {"goal_events": n_goal, "accounting": rows}

@@ -1,0 +1,103 @@
+"""The daily run through Airflow: dbt as a task per model (Cosmos) against dbt as one task.
+
+    .venv/bin/python benchmarks/airflow_dbt.py            # 20,000 users
+    BENCH_AIRFLOW_USERS=100000 .venv/bin/python benchmarks/airflow_dbt.py
+
+Builds the bench's world (benchmarks/world.py) with its history measured by `nudgeflow run`
+in-process, lands one more day, copies the home once per mode and runs that day's DagRun of
+`nudgeflow_daily` in a real Airflow on loopback (nudgeflow.lab.local_airflow: api-server,
+scheduler with the LocalExecutor, dag-processor, triggerer), first with
+`NUDGEFLOW_DBT_TASKS=one` (the build in one `measure` task), then with the default `models`
+(Cosmos's watcher mode: one `dbt build`, a sensor task per model and per model's tests).
+Both runs start from the same warehouse and data, one after the other in this process, so
+their ratio is what to read on a shared machine. Prints, per mode: the DagRun's wall time,
+the dbt part (from the end of `ingest` to the end of `check`, or of `measure` in one task)
+and the build itself (the producer task, or the `measure` task), and writes
+benchmarks/results/airflow-<users>.json. BENCH_DIR (default data/bench) holds the homes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import world  # noqa: E402  (benchmarks/world.py)
+
+from nudgeflow.lab.local_airflow import LocalAirflow  # noqa: E402
+from nudgeflow.steps import run as nudgeflow_run  # noqa: E402
+
+DAG_ID = "nudgeflow_daily"
+MODES = ("one", "models")
+
+
+def _ts(text: str | None) -> float | None:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+
+
+def _figures(tis: list[dict], mode: str) -> dict:
+    by_id = {t["task_id"]: t for t in tis}
+    start = min(_ts(t["start_date"]) for t in tis if t["start_date"])
+    end = max(_ts(t["end_date"]) for t in tis if t["end_date"])
+    build = by_id["measure.dbt_producer_watcher" if mode == "models" else "measure"]
+    dbt_end = by_id["check" if mode == "models" else "measure"]
+    return {
+        "tasks": len(tis),
+        "states": sorted({t["state"] for t in tis}),
+        "dagrun_s": round(end - start, 1),
+        "dbt_part_s": round(_ts(dbt_end["end_date"]) - _ts(by_id["ingest"]["end_date"]), 1),
+        "build_s": round(_ts(build["end_date"]) - _ts(build["start_date"]), 1),
+    }
+
+
+def main() -> None:
+    users = int(os.environ.get("BENCH_AIRFLOW_USERS", 20_000))
+    base = Path(os.environ.get("BENCH_DIR", REPO / "data" / "bench")).resolve() / f"airflow-{users}"
+    shutil.rmtree(base, ignore_errors=True)
+    prepared = base / "prepared"
+    print(f"world: {users:,} users, {world.HISTORY_DAYS} days ({time.strftime('%H:%M:%S')})", flush=True)
+    world.create(prepared, users, seed=1)
+    first_day = world.START + dt.timedelta(days=world.HISTORY_DAYS)
+    started = time.perf_counter()
+    nudgeflow_run(prepared, first_day)
+    print(f"first run (in-process, the history measured): {time.perf_counter() - started:.1f}s", flush=True)
+    d = world.next_day_index(prepared)
+    world.write_days(prepared, range(d, d + 1), 1)
+    day = first_day + dt.timedelta(days=1)
+    logical = dt.datetime.combine(day - dt.timedelta(days=1), dt.time(21), tzinfo=dt.UTC).isoformat()
+    results = {"users": users, "day": day.isoformat(), "modes": {}}
+    for mode in MODES:
+        home = base / mode
+        shutil.copytree(prepared, home, symlinks=True)
+        with LocalAirflow(home, [REPO / "dags" / "nudgeflow_daily.py"], env={"NUDGEFLOW_DBT_TASKS": mode}) as airflow:
+            airflow.start()
+            airflow.wait_parsed(DAG_ID)
+            state = airflow.run(DAG_ID, f"bench_{mode}", logical, timeout=3600)
+            figures = {"state": state, **_figures(airflow.task_instances(DAG_ID, f"bench_{mode}"), mode)}
+        results["modes"][mode] = figures
+        print(f"{mode:>6}: {json.dumps(figures)}", flush=True)
+    one, models = results["modes"]["one"], results["modes"]["models"]
+    results["ratio_dagrun"] = round(models["dagrun_s"] / one["dagrun_s"], 2)
+    results["ratio_dbt_part"] = round(models["dbt_part_s"] / one["dbt_part_s"], 2)
+    print(
+        "\n| users | dbt as | tasks | DagRun s | dbt part s | build s |\n|---|---|---|---|---|---|\n"
+        + "\n".join(
+            f"| {users:,} | {m} | {f['tasks']} | {f['dagrun_s']} | {f['dbt_part_s']} | {f['build_s']} |"
+            for m, f in results["modes"].items()
+        )
+        + f"\n\nmodels / one: DagRun {results['ratio_dagrun']}x, dbt part {results['ratio_dbt_part']}x"
+    )
+    out = REPO / "benchmarks" / "results" / f"airflow-{users}.json"
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"-> {out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The dbt project as Airflow tasks, one per model and per model's tests (astronomer-cosmos).
+
+`dags/nudgeflow_daily.py` renders `dbt_project/` with Cosmos in its *watcher* mode: one task,
+`measure.dbt_producer_watcher`, runs a single `dbt build` (as `nudgeflow run` does in-process)
+and reports each node as it finishes; every model and every model's tests is a sensor task
+that turns green or red when dbt reaches it, so an operator sees the lineage in the grid and
+the graph and reads each model's log. The sensors wait deferred, in the triggerer, so they
+hold no worker slot while the build runs.
+
+DuckDB allows one writer per file, so only the producer writes: it runs in the one-slot pool
+`nudgeflow_warehouse` and holds the home's lock (`nudgeflow.lock`) for as long as it runs.
+Clearing a model's task runs that model alone (`dbt run --select <model>`, Cosmos's retry
+path) under the same lock. Before dbt runs, `dbt_environment` gives it what
+`nudgeflow.steps.measure` gives the in-process build: the home's settings as vars, the
+warehouse, the as-of time and DuckDB's memory limit in the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pendulum
+
+POOL = "nudgeflow_warehouse"  # one slot: the warehouse's single writer
+LEAD = dt.timedelta(hours=3)  # the run at 21:00 UTC on D-1 plans D (logical date + 3 h)
+GROUP_ID = "measure"
+# how the DAG shows dbt: "models" (a task per model and per model's tests, the default) or
+# "one" (a single `measure` task running the build in-process, as `nudgeflow run` does: no
+# task per model to watch or clear, and none of their fixed overhead; docs/operations.md)
+DBT_TASKS = os.environ.get("NUDGEFLOW_DBT_TASKS", "models").strip().lower() or "models"
+if DBT_TASKS not in ("models", "one"):
+    raise ValueError(f"NUDGEFLOW_DBT_TASKS must be 'models' or 'one', not {DBT_TASKS!r}")
+_held = contextlib.ExitStack()  # the home's lock while dbt runs in this task process
+
+
+def schedule_date(logical_date: dt.datetime) -> dt.date:
+    """The date a run plans: the UTC date of its logical date + 3 h (21:00 UTC on D-1 -> D)."""
+    return (pendulum.instance(logical_date).in_timezone("UTC") + LEAD).date()
+
+
+def dbt_environment(context: Any, operator: Any) -> None:
+    """Cosmos interceptor, called just before dbt runs: the home's settings as dbt vars, its
+    warehouse, as-of time and memory limit in dbt's environment, and the home's lock held
+    until the task ends (`release`). Bad settings fail the task at once, without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from nudgeflow.config import NudgeflowError, as_of, load_settings, resolve_home
+    from nudgeflow.lock import home_lock
+    from nudgeflow.steps.measure import dbt_env
+
+    day = schedule_date(context["logical_date"])
+    try:
+        home = resolve_home(None)
+        settings = load_settings(home)
+    except NudgeflowError as exc:
+        raise AirflowFailException(str(exc)) from None
+    operator.vars = settings.dbt_vars()
+    operator.env = {**(operator.env or {}), **dbt_env(home, as_of(day), settings)}
+    _held.enter_context(home_lock(home, f"dbt for {day}", progress=print))
+
+
+def release(context: Any, result: Any = None) -> None:
+    """post_execute: let go of the home's lock (a failed task lets go when its process ends)."""
+    _held.close()
+
+
+def dbt_task_group(default_args: dict) -> Any:
+    """The `measure` task group: Cosmos's producer (`dbt build`, the writer) and one sensor per
+    model and per model's tests. dbt unit tests are for CI and stay out, as in `nudgeflow run`."""
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode
+
+    from nudgeflow.config import DBT_PROJECT_DIR
+
+    dbt = str(Path(sys.executable).with_name("dbt"))  # this environment's dbt, not $PATH's
+    group = DbtTaskGroup(
+        group_id=GROUP_ID,
+        # `dbt ls` renders the project when the DAG is parsed (cached by Cosmos until the
+        # project changes); profiles.yml reads these, and nothing connects while it lists
+        project_config=ProjectConfig(
+            DBT_PROJECT_DIR,
+            install_dbt_deps=False,  # the project has no packages
+            env_vars={"NUDGEFLOW_WAREHOUSE": "unused-while-rendering.duckdb", "NUDGEFLOW_AS_OF": "2026-01-01 00:00:00"},
+        ),
+        profile_config=ProfileConfig(
+            profile_name="nudgeflow", target_name="default", profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"
+        ),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.WATCHER, invocation_mode=InvocationMode.DBT_RUNNER, dbt_executable_path=dbt
+        ),
+        render_config=RenderConfig(load_method=LoadMode.DBT_LS, exclude=["resource_type:unit_test"]),
+        operator_args={"interceptors": [dbt_environment], "post_execute": release},
+        default_args={**default_args, "pool": "default_pool"},
+    )
+    for task in group.iter_tasks():
+        task.doc_md = _doc(task.task_id.removeprefix(f"{GROUP_ID}."))
+        if task.task_id.endswith(".dbt_producer_watcher"):
+            task.pool = POOL  # the writer; the sensors only read Airflow's XComs
+    return group
+
+
+def _doc(name: str) -> str:
+    """What a task of the `measure` group is, for the operator's task details."""
+    docs = "its SQL, columns and lineage: the dbt docs (Browse, dbt docs)"
+    if name == "dbt_producer_watcher":
+        return (
+            "**The one `dbt build` of this run** (models and data tests, not the unit tests): the "
+            "warehouse's single writer, in the pool `nudgeflow_warehouse` and under the home's lock. "
+            "Its log is dbt's; each model's task below turns green or red as dbt reaches it."
+        )
+    if name == "dbt_producer_watcher_done":
+        return "Marks the end of the producer's `dbt build`."
+    for suffix, what in ((".run", "model"), ("_run", "model"), (".test", "data tests of model"), ("_test", "tests of")):
+        if name.endswith(suffix):
+            model = name.removesuffix(suffix)
+            return (
+                f"dbt {what} `{model}`: waits, deferred, for the producer's `dbt build` to reach it and "
+                f"ends as dbt did. Clearing it reruns `{model}` alone under the home's lock; {docs}."
+            )
+    return f"dbt node `{name}`; {docs}."
