@@ -245,3 +245,10 @@ def test_the_keyed_resamples_are_draw_keys_draws_one_to_n():
     for draw in (0, 1, 17):
         assert (resample(draw) == draw_keys(3, 739000, ids, keys, draw=draw)).all()
     assert (resample.take(np.array([2, 0]))(5) == draw_keys(3, 739000, ["u3", "u1"], keys, draw=5)).all()
+
+
+def test_more_shards_than_users_and_an_empty_shard():
+    plan, users, _ = world(n_u=6)
+    assert np.bincount(shard_of(users["user_id"].to_list(), 16), minlength=16).min() == 0
+    assert_frame_equal(decide_in_shards(users, plan, 16), decide_shard(users, plan), check_exact=True)
+    assert decide_shard(users.head(0), plan).schema == decide_shard(users, plan).schema

@@ -237,7 +237,7 @@ def _action_labels(plan: Plan, opts: Options, hour: np.ndarray, message: np.ndar
     ]
 
 
-_PER_USER = ("schedule_date", "user_id")
+_CHOSEN = {"row": pl.Int64, **{c: t for c, t in CHOICES_SCHEMA.items() if c not in ("schedule_date", "user_id")}}
 
 
 def decide_shard(users: pl.DataFrame, plan: Plan) -> pl.DataFrame:
@@ -246,6 +246,8 @@ def decide_shard(users: pl.DataFrame, plan: Plan) -> pl.DataFrame:
     column if given, else Thompson draws keyed by (seed, D, user, action)), the chosen message,
     channel, UTC send instant, actions and propensity (decide/matching.py), null where the
     user waits or has no eligible message."""
+    if users.is_empty():
+        return pl.DataFrame(schema=DECISIONS_SCHEMA)
     ids = users["user_id"].to_list()
     n_a = len(plan.actions)
     alpha, beta = _matrix(users["alpha"], n_a), _matrix(users["beta"], n_a)
@@ -269,25 +271,18 @@ def decide_shard(users: pl.DataFrame, plan: Plan) -> pl.DataFrame:
             "actions": _action_labels(plan, opts, h, m, chosen),
             "propensity": prop[chosen],
         },
-        schema={"row": pl.Int64, **{c: CHOICES_SCHEMA[c] for c in CHOICES_SCHEMA if c not in _PER_USER}},
+        schema=_CHOSEN,
     )
     every = pl.DataFrame(
         {
             "row": np.arange(len(ids)),
-            "schedule_date": [plan.day] * len(ids),
+            "schedule_date": pl.Series([plan.day] * len(ids), dtype=pl.Date),
             "user_id": ids,
             "has_option": opts.eligibility.feasible.any(axis=1),
-            "theta": pl.Series("theta", theta.reshape(len(ids), n_a), dtype=pl.Array(pl.Float64, n_a)),
-        },
-        schema={"row": pl.Int64, "schedule_date": pl.Date, "user_id": pl.String, "has_option": pl.Boolean}
-        | {"theta": pl.Array(pl.Float64, n_a)},
+            "theta": pl.Series(theta, dtype=pl.Array(pl.Float64, n_a)).cast(pl.List(pl.Float64)),
+        }
     )
-    return (
-        every.join(picked, on="row", how="left")
-        .sort("row")
-        .select(list(DECISIONS_SCHEMA))
-        .with_columns(pl.col("theta").cast(pl.List(pl.Float64)))
-    )
+    return every.join(picked, on="row", how="left").sort("row").select(list(DECISIONS_SCHEMA))
 
 
 def choices(decisions: pl.DataFrame) -> pl.DataFrame:
