@@ -21,7 +21,12 @@ if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
     pytest.skip("no Java for Spark (java on PATH or JAVA_HOME)", allow_module_level=True)
 
 from nudgeflow.decide.shard import DECISIONS_SCHEMA, SPARK_SHARD, choices, decide_shard, shard_of  # noqa: E402
-from nudgeflow.decide.spark import SPARK_SHARD_USERS, decide_on_spark, replace_schedule_partition  # noqa: E402
+from nudgeflow.decide.spark import (  # noqa: E402
+    SPARK_SHARD_EVIDENCE,
+    SPARK_SHARD_USERS,
+    decide_on_spark,
+    replace_schedule_partition,
+)
 
 
 def _sharding_tests():
@@ -57,8 +62,9 @@ def session(request, tmp_path_factory):
     spark.stop()
 
 
-def _to_spark(spark, users: pl.DataFrame):
-    return spark.createDataFrame(users.rows(), schema=SPARK_SHARD_USERS)
+def _to_spark(spark, users: pl.DataFrame, schema: str = SPARK_SHARD_USERS):
+    columns = [c.split()[0] for c in schema.split(", ")]
+    return spark.createDataFrame(users.select(columns).rows(), schema=schema)
 
 
 def _collect(frame) -> pl.DataFrame:
@@ -75,6 +81,13 @@ def test_apply_in_pandas_gives_the_in_process_rows(session, send_rule):
     on_spark = _collect(decide_on_spark(_to_spark(session, users), plan, n_shards=4))
     print(f"applyInPandas, {users.height} users in 4 shards: {time.perf_counter() - started:.1f} s")
     assert_frame_equal(on_spark, local, check_exact=True)
+
+
+def test_posteriors_made_on_the_executors_from_the_broadcast_priors(session):
+    sharding = _sharding_tests()
+    plan, evidence, posteriors = sharding.with_evidence(*sharding.world(n_u=160, send_rule="null")[:2])
+    on_spark = _collect(decide_on_spark(_to_spark(session, evidence, SPARK_SHARD_EVIDENCE), plan, n_shards=4))
+    assert_frame_equal(on_spark, decide_shard(posteriors, plan), check_exact=True)
 
 
 def test_the_spark_shard_expression_is_shard_of(session):

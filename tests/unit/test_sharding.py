@@ -12,13 +12,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from nudgeflow.decide.action_space import dense
 from nudgeflow.decide.eligibility import Rules, local_send_times
 from nudgeflow.decide.matching import decide, propensity
-from nudgeflow.decide.priors import NULL_ACTION
+from nudgeflow.decide.priors import NULL_ACTION, empirical_bayes_prior, null_posterior, posterior
 from nudgeflow.decide.sampling import DrawKeys, draw_keys, thompson_sample
 from nudgeflow.decide.shard import (
     SHARD_USERS,
     Plan,
+    Priors,
     choices,
     decide_in_shards,
     decide_shard,
@@ -129,6 +131,48 @@ def world(n_u: int = 240, n_m: int = 12, seed: int = 0, send_rule: str = "longer
     return plan, users, raw
 
 
+def with_evidence(plan: Plan, users: pl.DataFrame, seed: int = 2):
+    """The users' evidence (SHARD_EVIDENCE instead of alpha and beta) and the plan with the
+    priors fitted on all of them; and the users with the posteriors the priors step makes from
+    the same (one global posterior, then dense rows). Returns (plan, evidence rows, posterior rows)."""
+    rng = np.random.default_rng(seed)
+    n_u, acts = users.height, [a for a in plan.actions if a != NULL_ACTION]
+    cells = pl.DataFrame({"user_id": users["user_id"], "cell": rng.choice(["c0", "c1", "c2"], n_u)})
+    matching = rng.choice(["m0", "m1"], n_u)
+    has = rng.random((n_u, len(acts))) < 0.4
+    u, a = np.nonzero(has)
+    trials = rng.integers(1, 8, u.size) * rng.uniform(0.5, 1.0, u.size)  # weighted, as action_outcomes
+    rate = np.where(cells["cell"].to_numpy()[u] == "c0", 0.6, 0.3)
+    outcomes = pl.DataFrame(
+        {
+            "user_id": users["user_id"].gather(u),
+            "action_set": [acts[i][0] for i in a],
+            "action": [acts[i][1] for i in a],
+            "successes": np.floor(trials * rate * rng.uniform(0.5, 1.5, u.size)).clip(0, np.floor(trials)),
+            "trials": trials,
+        }
+    )
+    prior = empirical_bayes_prior(outcomes, cells, max_strength=50.0, min_users=5)
+    nulls = pl.DataFrame({"cell": ["m0", "m1"], "successes": [3.0, 7.0], "placebos": [20.0, 30.0]})
+    plan = replace(plan, priors=Priors(prior, nulls, null_strength=50.0))
+    lists = outcomes.group_by("user_id").agg(
+        outcome_action_set="action_set", outcome_action="action", outcome_successes="successes", outcome_trials="trials"
+    )
+    evidence = (
+        users.drop("alpha", "beta")
+        .with_columns(cell=cells["cell"], matching_cell=pl.Series(matching))
+        .join(lists, on="user_id", how="left", maintain_order="left")
+    )
+    action_frame = pl.DataFrame(acts, schema=["action_set", "action"], orient="row")
+    post = posterior(cells, action_frame, prior, outcomes)  # as steps/priors.py, over all users
+    if NULL_ACTION in plan.actions:
+        matching_cells = pl.DataFrame({"user_id": users["user_id"], "cell": matching})
+        post = pl.concat([post, null_posterior(matching_cells, nulls, strength=50.0)], how="vertical_relaxed")
+    alpha, beta, ids, actions = dense(post.sort("user_id", "action_set", "action"))
+    assert ids == users["user_id"].to_list() and actions == list(plan.actions)
+    return plan, evidence, users.with_columns(alpha=pl.Series(alpha), beta=pl.Series(beta))
+
+
 def replace_settings(**changes) -> SimpleNamespace:
     return SimpleNamespace(**{**vars(SETTINGS), **changes})
 
@@ -158,6 +202,24 @@ def test_one_shard_and_four_shards_give_the_same_draws_sends_and_propensities(se
     ).sort("user_id")
     changed = seeded["theta"] != one["theta"]
     assert changed.sum() > 0.5 * users.height and changed.sum() == (shard != 0).sum()
+
+
+@pytest.mark.parametrize("send_rule", ["longer", "null"])
+def test_posteriors_made_in_shards_from_the_broadcast_priors_are_the_priors_steps(send_rule):
+    plan, users, _ = world(send_rule=send_rule)
+    plan, evidence, posteriors = with_evidence(plan, users)
+    assert (plan.priors.prior["source"] == "cell").sum() > 10  # the cells' priors differ
+    expected = decide_shard(posteriors, plan)
+    assert_frame_equal(decide_in_shards(evidence, plan, 4), expected, check_exact=True)
+    # fitting the priors on each shard's users instead would change the posteriors
+    shard = shard_of(users["user_id"].to_list(), 4)
+    first = evidence.filter(pl.Series(shard == 0))
+    cells = first.select("user_id", "cell")
+    own = first.select("user_id", pl.col("outcome_action_set", "outcome_action", "outcome_successes", "outcome_trials"))
+    own = own.explode(pl.exclude("user_id")).drop_nulls().rename(lambda c: c.removeprefix("outcome_"))
+    local = replace(plan.priors, prior=empirical_bayes_prior(own, cells, max_strength=50.0, min_users=5))
+    by_shard = decide_shard(first, replace(plan, priors=local))
+    assert (by_shard["theta"] != expected.filter(pl.Series(shard == 0))["theta"]).sum() > 0.5 * first.height
 
 
 def test_the_logged_draws_are_the_sample_steps_and_given_draws_are_used():

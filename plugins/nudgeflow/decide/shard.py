@@ -3,9 +3,11 @@
 A shard is a set of users, one row each (:data:`SHARD_USERS`): their posteriors over the run's
 actions (and, optionally, the logged draws), time zone, country, consents and send history.
 The :class:`Plan` is what every shard of D shares, small at any number of users and broadcast
-to the shards: the date, the action space, the catalogue and the settings. The priors reach a
-shard through its users' posteriors (``priors.posterior``: the broadcast cells x actions prior
-plus the user's own evidence).
+to the shards: the date, the action space, the catalogue and the settings, and optionally the
+:class:`Priors` (the cells x actions prior and the measured null's placebos per cell). The
+posterior of a user is the prior of its cell plus its own evidence (``priors.posterior``), so
+a shard either gets its users' posteriors (the DuckDB path reads decide.posteriors) or makes
+them from its users' evidence (:data:`SHARD_EVIDENCE`) and the broadcast priors.
 
 Every value of a user's decision is a function of that user's row and the plan alone: draws
 and propensity resamples are keyed by (seed, date, user, action), the guardrails read the
@@ -31,6 +33,7 @@ import polars as pl
 from nudgeflow.decide.action_space import action_key, frequency_labels, message_actions
 from nudgeflow.decide.eligibility import Rules, country_allowed, eligibility_by_zone, local_send_times
 from nudgeflow.decide.matching import Options, decide, propensity
+from nudgeflow.decide.priors import NULL_ACTION, null_posterior, posterior
 from nudgeflow.decide.sampling import DrawKeys, thompson_sample
 
 # One row per user of a shard. Times are epoch seconds (float, NaN or null: none), so no
@@ -49,6 +52,16 @@ SHARD_USERS = {
     "next_message_s": pl.List(pl.Float64),  # ... at these instants
     "alpha": pl.List(pl.Float64),
     "beta": pl.List(pl.Float64),
+}
+# instead of alpha and beta: the user's evidence, for posteriors made in the shard from the
+# plan's Priors (the users' cells, and one list entry per action with evidence)
+SHARD_EVIDENCE = {
+    "cell": pl.String,  # the prior's cell (marts.user_features.prior_cell, or cell)
+    "matching_cell": pl.String,  # the cell of the measured null
+    "outcome_action_set": pl.List(pl.String),
+    "outcome_action": pl.List(pl.String),
+    "outcome_successes": pl.List(pl.Float64),  # weighted (marts.action_outcomes)
+    "outcome_trials": pl.List(pl.Float64),
 }
 LOGGED_DRAWS = "theta"  # optional column of SHARD_USERS: the logged draws, else drawn from the keys
 
@@ -93,6 +106,17 @@ def _codes(values: pl.Series) -> tuple[list[str], np.ndarray]:
 
 
 @dataclass(frozen=True)
+class Priors:
+    """What the posteriors of any shard's users are made from, besides their own evidence: the
+    empirical-Bayes prior of every (cell, action) (``priors.prior_from_statistics``), the
+    measured null's placebos per matching cell (cell, successes, placebos) and its strength."""
+
+    prior: pl.DataFrame
+    nulls: pl.DataFrame
+    null_strength: float
+
+
+@dataclass(frozen=True)
 class Plan:
     """What every shard of D shares: the date, the action space (``actions``, the columns of
     the users' alpha and beta), the catalogue with its message actions, and the settings."""
@@ -109,9 +133,18 @@ class Plan:
     seed: int
     sharpness: float
     propensity_draws: int
+    priors: Priors | None = None  # for shards of SHARD_EVIDENCE rows
 
     @classmethod
-    def of(cls, day: dt.date, settings, catalogue: pl.DataFrame, labels: pl.DataFrame, actions) -> Plan:
+    def of(
+        cls,
+        day: dt.date,
+        settings,
+        catalogue: pl.DataFrame,
+        labels: pl.DataFrame,
+        actions,
+        priors: Priors | None = None,
+    ) -> Plan:
         """The plan of D from the catalogue (marts.catalogue), its labels (message_id,
         action_set, action: marts.catalogue_labels) and the run's actions."""
         catalogue = catalogue.select("message_id", "channel", "active", "valid_from", "valid_to", "countries")
@@ -138,6 +171,7 @@ class Plan:
             seed=settings.seed,
             sharpness=settings.sampling_sharpness,
             propensity_draws=settings.propensity_draws,
+            priors=priors,
         )
 
     def draw_keys(self, user_ids) -> DrawKeys:
@@ -237,17 +271,65 @@ def _action_labels(plan: Plan, opts: Options, hour: np.ndarray, message: np.ndar
     ]
 
 
+def shard_posteriors(users: pl.DataFrame, plan: Plan) -> pl.DataFrame:
+    """The users (rows with :data:`SHARD_EVIDENCE`) with alpha and beta over the plan's actions:
+    the plan's prior of the user's cell plus the user's evidence (``priors.posterior``, as the
+    priors step makes them), and the measured null (``priors.null_posterior``) if it is one of
+    the plan's actions."""
+    actions = pl.DataFrame(list(plan.actions), schema=["action_set", "action"], orient="row")
+    outcomes = (
+        users.select(
+            "user_id",
+            action_set="outcome_action_set",
+            action="outcome_action",
+            successes="outcome_successes",
+            trials="outcome_trials",
+        )
+        .explode("action_set", "action", "successes", "trials")
+        .drop_nulls("action_set")
+    )
+    post = posterior(
+        users.select("user_id", "cell"),
+        actions.filter(pl.col("action_set") != NULL_ACTION[0]),
+        plan.priors.prior,
+        outcomes,
+    )
+    if NULL_ACTION in plan.actions:
+        nulls = null_posterior(
+            users.select("user_id", cell="matching_cell"), plan.priors.nulls, strength=plan.priors.null_strength
+        )
+        post = pl.concat([post, nulls], how="vertical_relaxed")
+    grid = (
+        users.select("user_id")
+        .with_row_index("u")
+        .join(actions.with_row_index("a"), how="cross")
+        .join(
+            post.select("user_id", "action_set", "action", "alpha", "beta"),
+            on=["user_id", "action_set", "action"],
+            how="left",
+        )
+        .sort("u", "a")
+    )
+    shape = (users.height, len(plan.actions))
+    return users.with_columns(
+        alpha=pl.Series(grid["alpha"].to_numpy().reshape(shape)), beta=pl.Series(grid["beta"].to_numpy().reshape(shape))
+    )
+
+
 _CHOSEN = {"row": pl.Int64, **{c: t for c, t in CHOICES_SCHEMA.items() if c not in ("schedule_date", "user_id")}}
 
 
 def decide_shard(users: pl.DataFrame, plan: Plan) -> pl.DataFrame:
-    """D's decision for every user of a shard (rows of :data:`SHARD_USERS`), as
+    """D's decision for every user of a shard (rows of :data:`SHARD_USERS`, or with
+    :data:`SHARD_EVIDENCE` instead of the posteriors), as
     :data:`DECISIONS_SCHEMA` rows in the users' order: the logged draws theta (the ``theta``
     column if given, else Thompson draws keyed by (seed, D, user, action)), the chosen message,
     channel, UTC send instant, actions and propensity (decide/matching.py), null where the
     user waits or has no eligible message."""
     if users.is_empty():
         return pl.DataFrame(schema=DECISIONS_SCHEMA)
+    if "alpha" not in users.columns:  # the posteriors are made here, from the plan's priors
+        users = shard_posteriors(users, plan)
     ids = users["user_id"].to_list()
     n_a = len(plan.actions)
     alpha, beta = _matrix(users["alpha"], n_a), _matrix(users["beta"], n_a)
