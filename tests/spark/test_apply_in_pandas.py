@@ -20,6 +20,9 @@ pytest.importorskip("pyspark", reason="pyspark is not installed")
 if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
     pytest.skip("no Java for Spark (java on PATH or JAVA_HOME)", allow_module_level=True)
 
+# the Python workers must be this Python (polars, numpy, nudgeflow), whoever makes the session
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
 from nudgeflow.decide.shard import DECISIONS_SCHEMA, SPARK_SHARD, choices, decide_shard, shard_of  # noqa: E402
 from nudgeflow.decide.spark import (  # noqa: E402
     SPARK_SHARD_EVIDENCE,
@@ -48,7 +51,6 @@ def session(request, tmp_path_factory):
         pass
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers need this venv's polars
     spark = (
         SparkSession.builder.master("local[1]")
         .appName("nudgeflow-apply-in-pandas")
