@@ -5,7 +5,7 @@ Builds synthetic arrays in memory for N users (500 messages, 125 per channel on 
 history) and times, chunk by chunk as ``steps/match.py`` runs them:
 
 * sampling: ``thompson_sample`` over users x actions (keyed draws);
-* the decision: ``DayInputs.options`` (the guardrails) and ``decide``;
+* the decision: ``shard_options`` of the chunk's rows (the guardrails) and ``decide``;
 * the keyed ``propensity`` (``propensity_draws`` resamples),
 
 the functions the match step calls. users/s is over the three.
@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -39,7 +40,8 @@ from nudgeflow.decide.action_space import action_key, action_space, message_acti
 from nudgeflow.decide.eligibility import Rules, country_allowed, local_send_times
 from nudgeflow.decide.matching import decide, propensity
 from nudgeflow.decide.sampling import DrawKeys, thompson_sample
-from nudgeflow.steps.match import CHUNK_USERS, DayInputs
+from nudgeflow.decide.shard import SHARD_USERS, Plan, shard_options
+from nudgeflow.steps.match import CHUNK_USERS
 
 OLD_COMMIT = "c310842"  # the last commit with the dense match step
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +73,7 @@ SETTINGS = dict(
     max_sends_per_day=1,
     seed=1,
     sampling_sharpness=1.0,
+    propensity_draws=100,
 )
 
 
@@ -107,8 +110,9 @@ def catalogue(rng) -> tuple[pl.DataFrame, pl.DataFrame]:
     return cat, labels
 
 
-def inputs(n_u: int, seed: int = 1) -> tuple[DayInputs, list[str]]:
-    """The match step's inputs for n_u synthetic users (their rows in user order)."""
+def inputs(n_u: int, seed: int = 1) -> tuple[Plan, pl.DataFrame, SimpleNamespace, list[str]]:
+    """The match step's inputs for n_u synthetic users: the plan of D, the users' rows
+    (decide/shard.py's SHARD_USERS less the posteriors) and the arrays they were made of."""
     rng = np.random.default_rng(seed)
     s = Settings(**SETTINGS)
     cat, labels = catalogue(rng)
@@ -133,9 +137,9 @@ def inputs(n_u: int, seed: int = 1) -> tuple[DayInputs, list[str]]:
     t = np.where(np.arange(u.size) % 2 == 0, last[u], last[u] - rng.uniform(1, 4, u.size) * 86400)
     key, first = np.unique(u * 500 + m, return_index=True)
     ok = lambda: np.zeros(0, dtype=np.int64)  # noqa: E731
-    return DayInputs(
+    user_ids = [f"u{i:07d}" for i in range(n_u)]
+    raw = SimpleNamespace(
         catalogue=cat,
-        label_sets=list(LABELS),
         actions=actions,
         message_actions=msg_actions,
         zone_send_at=np.stack([by_zone[z] for z in zones]),
@@ -148,7 +152,29 @@ def inputs(n_u: int, seed: int = 1) -> tuple[DayInputs, list[str]]:
         next_send_s=np.full(n_u, np.nan),
         last_pairs=(key // 500, key % 500, t[first]),
         next_pairs=(ok(), ok(), np.zeros(0)),
-    ), [f"u{i:07d}" for i in range(n_u)]
+    )
+    pairs = (
+        pl.DataFrame(
+            {"row": key // 500, "last_message_id": cat["message_id"].gather(key % 500), "last_message_s": t[first]}
+        )
+        .group_by("row")
+        .agg("last_message_id", "last_message_s")
+    )
+    users = (
+        pl.DataFrame({"user_id": user_ids, "last_send_s": last, **{c: consent[:, i] for i, c in enumerate(CHANNELS)}})
+        .with_row_index("row")
+        .with_columns(
+            timezone=pl.Series(zones).gather(zone),
+            country=pl.Series(countries).gather(country),
+            channels=pl.concat_list([pl.when(pl.col(c)).then(pl.lit(c)) for c in CHANNELS]).list.drop_nulls(),
+            next_send_s=pl.lit(None, pl.Float64),
+            next_message_id=pl.lit(None, pl.List(pl.String)),
+            next_message_s=pl.lit(None, pl.List(pl.Float64)),
+        )
+        .join(pairs.with_columns(pl.col("row").cast(pl.UInt32)), on="row", how="left", maintain_order="left")
+        .select([c for c in SHARD_USERS if c not in ("alpha", "beta")])
+    )
+    return Plan.of(DAY, s, cat, labels, actions), users, raw, user_ids
 
 
 def posteriors(lo: int, hi: int, n_a: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +192,7 @@ def peak_gib() -> float:
 
 def part_new(n_u: int, chunk: int, draws: int) -> dict:
     """The new path: chunks of users, factored guardrails, keyed propensity."""
-    inp, user_ids = inputs(n_u)
+    plan, users, inp, user_ids = inputs(n_u)
     s = Settings(**SETTINGS)
     keys = [action_key(*a) for a in inp.actions]
     base = peak_gib()
@@ -179,7 +205,7 @@ def part_new(n_u: int, chunk: int, draws: int) -> dict:
         resample = DrawKeys.of(s.seed, DAY.toordinal(), user_ids[lo:hi], keys)
         theta = thompson_sample(alpha, beta, resample(0), s.sampling_sharpness)
         t1 = time.perf_counter()
-        opts = inp.options(lo, hi, s)
+        opts = shard_options(users.slice(lo, hi - lo), plan)
         send, hour, message = decide(theta, opts)
         t2 = time.perf_counter()
         propensity(alpha, beta, opts, message, resample, draws, sharpness=s.sampling_sharpness)
@@ -208,7 +234,7 @@ def part_old(n_u: int, draws: int) -> dict:
     """The old path on all users at once: dense (U, M) history and (U, M, H) eligibility,
     propensity from one rng stream (rng.beta of draws x 2,000 users x actions, then decide)."""
     old_elig, old_match = _old_modules()
-    inp, user_ids = inputs(n_u)
+    _, _, inp, user_ids = inputs(n_u)
     s = Settings(**SETTINGS)
     alpha, beta = posteriors(0, n_u, len(inp.actions))
     keys = [action_key(*a) for a in inp.actions]

@@ -19,7 +19,7 @@ Thompson sampling gives every user a sampled value theta for each action of each
    and the best wins.
 
 Everything is vectorised over users, and a user's decision and propensity depend only on that
-user's values, so users can be decided in any chunks (steps/match.py).
+user's values, so users can be decided in any chunks or shards (decide/shard.py).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ from pathlib import Path
 import polars as pl
 
 from nudgeflow.config import load_settings
-from nudgeflow.decide.action_space import action_key, dense
-from nudgeflow.decide.sampling import draw_keys, thompson_sample
+from nudgeflow.decide.action_space import dense
+from nudgeflow.decide.sampling import thompson_sample
+from nudgeflow.decide.shard import day_keys
 from nudgeflow.steps.progress import Progress, say
 from nudgeflow.warehouse import connect, read, replace_partition
 
@@ -26,8 +27,9 @@ def step_sample(home: Path, day: dt.date, progress: Progress = None) -> dict:
             [day],
         )
         alpha, beta, user_ids, actions = dense(post)
-        keys = draw_keys(settings.seed, day.toordinal(), user_ids, [action_key(*a) for a in actions])
-        theta = thompson_sample(alpha, beta, keys, settings.sampling_sharpness)
+        # the same keyed draws as decide/shard.py's decide_shard makes when given no logged draws
+        keys = day_keys(settings.seed, day, user_ids, actions)
+        theta = thompson_sample(alpha, beta, keys(0), settings.sampling_sharpness)
         samples = post.select("user_id", "action_set", "action").with_columns(
             theta=pl.Series(theta.reshape(-1)), schedule_date=pl.lit(day)
         )
