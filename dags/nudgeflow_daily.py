@@ -11,6 +11,8 @@ The task group `measure` is the dbt project rendered by astronomer-cosmos
 (`nudgeflow/airflow_dbt.py`): one task per model and per model's tests, so the grid and the
 graph show the lineage and each model's log; one `dbt build` (the group's producer task) does
 the work. `check` then refuses to plan from stale data and publishes the dbt docs site.
+With `NUDGEFLOW_DBT_TASKS=one` in the environment, `measure` is one task instead (the build
+in-process, as `nudgeflow run` does it; the demo's `dag.test()` runs use it).
 
 Every task reads and writes the partition of D only, so a rerun or a backfill gives the same
 result. Every task that writes the warehouse runs in the pool `nudgeflow_warehouse` (one

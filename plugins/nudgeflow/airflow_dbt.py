@@ -36,6 +36,9 @@ DBT_TASKS = os.environ.get("NUDGEFLOW_DBT_TASKS", "models").strip().lower() or "
 if DBT_TASKS not in ("models", "one"):
     raise ValueError(f"NUDGEFLOW_DBT_TASKS must be 'models' or 'one', not {DBT_TASKS!r}")
 _held = contextlib.ExitStack()  # the home's lock while dbt runs in this task process
+# Cosmos reports usage to a remote endpoint unless told not to: nothing leaves the machine
+# (an operator may still set AIRFLOW__COSMOS__ENABLE_TELEMETRY=True)
+os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 
 
 def schedule_date(logical_date: dt.datetime) -> dt.date:
