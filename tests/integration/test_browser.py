@@ -6,8 +6,10 @@ in docker-compose.yml: `airflow api-server`, `scheduler` (LocalExecutor), `dag-p
 The simple auth manager lets everyone in as admin, so the browser needs no login. One run of
 `nudgeflow_daily`, triggered through the REST API, must succeed; then Chromium, driven over
 chromedriver's WebDriver HTTP interface (the standard library only, no Selenium), loads the
-DAG's grid and graph views and the plugin's lift report, and the test reads the rendered DOM:
-every task of the DAG is shown, and shown as succeeded, and the report's SVG plots render.
+DAG's grid and graph views (every task group open) and the plugin's lift report, and the test
+reads the rendered DOM: every task of the DAG, each dbt model's and each model's tests' task
+of the `measure` group included, is shown, and shown as succeeded, and the report's SVG
+plots render.
 
 The home is dated from the clock: its history ends where the DAG's last scheduled tick
 (21:00 UTC) plans, and the run is triggered with that tick as its logical date. Unpausing a
