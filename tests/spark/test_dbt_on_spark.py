@@ -8,7 +8,9 @@ again with `--target spark` (dbt-spark's `session` method uses that same session
 is compared: the same columns with the same kinds of types, and the same rows, with ids,
 integers, booleans, strings and timestamps (as epoch microseconds) exact and doubles equal
 to 1e-12 relative (1e-15 absolute near zero, where the order of a sum moves the last bits).
-The dbt unit tests run on Spark too, in the same `dbt build`.
+The dbt unit tests and data tests run on Spark too, in the same `dbt build`; a second build
+for the same as_of (the incremental branches of the daily run) must add nothing, and the marts
+are compared after it.
 
 Set NUDGEFLOW_SPARK_REPORT=path.json to keep both builds' timings and statuses, per node.
 """
@@ -140,6 +142,11 @@ def both(spark, tmp_path_factory):
     duckdb_build = _dbt_build("default", work, tiny.AS_OF)
     dropped_zones = _load_raw_into_spark(spark, warehouse, work / "raw")
     spark_build = _dbt_build("spark", work, tiny.AS_OF)
+    # the daily path: a rerun for the same as_of takes the incremental branches and adds nothing
+    # (the marts are compared after it, on both targets)
+    counts_first = _spark_counts(spark)
+    duckdb_rerun = _dbt_build("default", work, tiny.AS_OF)
+    spark_rerun = _dbt_build("spark", work, tiny.AS_OF)
     mp.undo()
     if os.environ.get("NUDGEFLOW_SPARK_REPORT"):
         Path(os.environ["NUDGEFLOW_SPARK_REPORT"]).write_text(
@@ -164,7 +171,14 @@ def both(spark, tmp_path_factory):
         "spark": spark_build,
         "spark_session": spark,
         "dropped_zones": dropped_zones,
+        "counts_first": counts_first,
+        "duckdb_rerun": duckdb_rerun,
+        "spark_rerun": spark_rerun,
     }
+
+
+def _spark_counts(spark) -> dict[str, int]:
+    return {mart: spark.table(f"marts.{mart}").count() for mart in MARTS if spark.catalog.tableExists(f"marts.{mart}")}
 
 
 def _failed(build: dict, kinds: set[str]) -> list[str]:
@@ -191,6 +205,17 @@ def test_unit_tests_pass_on_spark(both):
     unit_tests = [n for n in both["spark"]["nodes"].values() if n["kind"] == "unit_test"]
     assert len(unit_tests) >= 5, "the unit tests did not run on Spark"
     assert not _failed(both["spark"], {"unit_test"})
+
+
+def test_spark_rerun_adds_nothing(both):
+    """The rerun for the same as_of (incremental models: is_incremental() branches) succeeds on
+    Spark, has nothing left to score and leaves every mart as it was."""
+    assert both["spark_rerun"]["exception"] is None, both["spark_rerun"]["exception"]
+    assert not _failed(both["duckdb_rerun"], {"model", "test", "unit_test"})
+    assert not _failed(both["spark_rerun"], {"model", "test", "unit_test"})
+    spark = both["spark_session"]
+    assert spark.table("intermediate.int_sends__to_score").count() == 0
+    assert _spark_counts(spark) == both["counts_first"]
 
 
 # --------------------------------------------------------------------------- the marts
