@@ -7,6 +7,8 @@ The world comes from the lab's simulator (nudgeflow.lab.simulate.create_world), 
 into DuckDB's raw schema as a daily run would, then built by `dbt build` on both targets like
 tests/spark/test_dbt_on_spark.py does (the same loading, comparison and tolerances). Prints
 the wall time of both builds, the slowest models of each and, per mart, whether it agrees.
+With --daily the first build is for the day before, and the timed build is the daily run's
+incremental one (one more day of matured sends measured).
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2, help="Spark local[n]")
     parser.add_argument("--work", type=Path, default=None, help="folder for the world (default: a temporary one)")
     parser.add_argument("--report", type=Path, default=None, help="write the timings and results here (json)")
+    parser.add_argument(
+        "--daily",
+        action="store_true",
+        help="build for the day before first, then time the daily (incremental) build for the day",
+    )
     args = parser.parse_args()
 
     import duckdb
@@ -63,6 +70,11 @@ def main() -> None:
 
     os.environ["NUDGEFLOW_WAREHOUSE"] = str(warehouse)
     as_of = f"{day.isoformat()} 00:00:00"
+    before = f"{(day - dt.timedelta(days=1)).isoformat()} 00:00:00"
+    first = {}
+    if args.daily:
+        first["duckdb"] = compare._dbt_build("default", work, before)
+        print(f"duckdb first build for {before}: {first['duckdb']['seconds']:.1f} s")
     duck = compare._dbt_build("default", work, as_of)
     print(f"duckdb build: {duck['seconds']:.1f} s, failed: {compare._failed(duck, {'model', 'test', 'unit_test'})}")
 
@@ -80,6 +92,9 @@ def main() -> None:
     loading = time.perf_counter()
     compare._load_raw_into_spark(spark, warehouse, work / "raw")
     load_seconds = time.perf_counter() - loading
+    if args.daily:
+        first["spark"] = compare._dbt_build("spark", work, before)
+        print(f"spark first build for {before}: {first['spark']['seconds']:.1f} s")
     on_spark = compare._dbt_build("spark", work, as_of)
     print(f"spark load of raw: {load_seconds:.1f} s; spark build: {on_spark['seconds']:.1f} s")
     print(f"spark failed: {compare._failed(on_spark, {'model', 'test', 'unit_test'})}")
@@ -115,6 +130,8 @@ def main() -> None:
                     "sends": sends,
                     "spark_cores": args.cores,
                     "spark_load_seconds": load_seconds,
+                    "daily": args.daily,
+                    "first_seconds": {name: build["seconds"] for name, build in first.items()},
                     "marts": results,
                     **{
                         name: {
