@@ -7,7 +7,7 @@ HOME_DIR ?= data/demo
 # sqlfluff's dbt templater compiles the project: any path and as-of time will do
 LINT_ENV := NUDGEFLOW_WAREHOUSE=$(CURDIR)/.lint.duckdb NUDGEFLOW_AS_OF="2026-01-20 00:00:00"
 
-.PHONY: install lint test demo bench clean
+.PHONY: install lint test test-spark demo bench clean
 
 # the product, its lab ([lab]: the policy harness's peers, plots) and the dev tools ([dev])
 $(STAMP): pyproject.toml requirements.lock
@@ -25,6 +25,12 @@ lint: install
 
 test: lint
 	$(PY) -m pytest -q
+
+# the same dbt project and decide code on a local Spark session (docs/scale-out.md): the [spark]
+# extra, then tests/spark/ (each test skips with one line when pyspark or Java is missing)
+test-spark: install
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[spark]'
+	$(PY) -m pytest -q tests/spark
 
 demo: install
 	$(VENV)/bin/nudgeflow demo --home $(HOME_DIR)

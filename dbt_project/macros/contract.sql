@@ -5,30 +5,12 @@
     nullif(trim({{ column }}), '')
 {%- endmacro %}
 
-{#- ISO-8601 text as a naive UTC timestamp (the session TimeZone is UTC, so text without an
-    offset is read as UTC); null if missing, unparsable or not a sane instant: only
-    YYYY-MM-DD[( |T)hh:mm[:ss[.fraction]]][Z|+hh[:mm]|-hh[:mm]] with an offset of at most 14 h,
-    from 1970 to 2200 (so `infinity`, `epoch`, BC dates and `+99:00` are refused, and no
-    landed row can break a later run's date arithmetic). -#}
-{% macro utc_timestamp(column) -%}
-    case
-        when regexp_full_match(
-            {{ clean_text(column) }},
-            '[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)? *(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?'
-        )
-        and (try_cast({{ clean_text(column) }} as timestamptz) at time zone 'UTC')
-        between timestamp '1970-01-01' and timestamp '2200-01-01'
-            then (try_cast({{ clean_text(column) }} as timestamptz) at time zone 'UTC')
-    end
-{%- endmacro %}
-
-{#- A finite number; null if missing, unparsable, NaN or infinite. -#}
-{% macro to_double(column) -%}
-    case
-        when isfinite(try_cast({{ clean_text(column) }} as double))
-            then try_cast({{ clean_text(column) }} as double)
-    end
-{%- endmacro %}
+{#- utc_timestamp(column): ISO-8601 text as a naive UTC timestamp (the session TimeZone is UTC,
+    so text without an offset is read as UTC); null if missing, unparsable or not a sane instant:
+    only YYYY-MM-DD[( |T)hh:mm[:ss[.fraction]]][Z|+hh[:mm]|-hh[:mm]] with an offset of at most
+    14 h, from 1970 to 2200 (so `infinity`, `epoch`, BC dates and `+99:00` are refused, and no
+    landed row can break a later run's date arithmetic). to_double(column): a finite number;
+    null if missing, unparsable, NaN or infinite. Both differ by engine: macros/portable.sql. -#}
 
 {#- A value as it landed, cut to 100 characters, for a reason or a note. -#}
 {% macro shown(column) -%}

@@ -17,21 +17,7 @@
     '{{ value | string | replace("'", "''") }}'
 {%- endmacro %}
 
-{#- An interval of (possibly fractional) hours. -#}
-{% macro hours(value) -%}
-    to_microseconds(cast(round(({{ value }}) * 3600000000) as bigint))
-{%- endmacro %}
-
-{#- Signed hours from timestamp a to timestamp b. -#}
-{% macro hours_between(a, b) -%}
-    (date_diff('microsecond', {{ a }}, {{ b }}) / 3600000000.0)
-{%- endmacro %}
-
-{#- Global holdout, a stable hash of user_id: the first 32 bits of md5(user_id) as a number in
-    [0, 1) compared with holdout_fraction. Python reads user_features.is_holdout, never recomputes. -#}
-{% macro is_holdout(user_id) -%}
-    ((('0x' || left(md5({{ user_id }}), 8))::ubigint / 4294967296.0) < {{ var('holdout_fraction') }})
-{%- endmacro %}
+{#- hours(value), hours_between(a, b) and is_holdout(user_id) differ by engine: macros/portable.sql. -#}
 
 {#- The frequency buckets of the frequency_bucket_hours edges, shortest first: for [36, 84, 180]
     '<36h', '36-84h', '84-180h', '>=180h' (as plugins/nudgeflow/decide/action_space.py names them). -#}
@@ -160,11 +146,12 @@
             {%- for column in carry if column not in ['sent_ts', 'weights_as_of'] %}
             {{ column }},
             {%- endfor %}
-            epoch_us(sent_ts) as sent_us,
-            unnest(range(
-                (epoch_us(sent_ts){{ (' - ' ~ window_us) if 'pre' in sides else '' }}) // {{ bucket_us }},
-                (epoch_us(sent_ts){{ (' + ' ~ window_us) if 'post' in sides else '' }} - 1) // {{ bucket_us }} + 1
-            )) as time_bucket
+            {{ epoch_us('sent_ts') }} as sent_us,
+            {{ unnest_range(
+                int_div('(' ~ epoch_us('sent_ts') ~ ((' - ' ~ window_us) if 'pre' in sides else '') ~ ')', bucket_us),
+                int_div('(' ~ epoch_us('sent_ts') ~ ((' + ' ~ window_us) if 'post' in sides else '') ~ ' - 1)', bucket_us)
+                ~ ' + 1'
+            ) }} as time_bucket
         from {{ pairs }}
     ) as pairs
     left join (
@@ -172,13 +159,13 @@
             user_id,
             event_name,
             event_ts,
-            epoch_us(event_ts) // {{ bucket_us }} as time_bucket
+            {{ int_div(epoch_us('event_ts'), bucket_us) }} as time_bucket
         from {{ ref('int_events__in_windows') }}
     ) as events
         on events.user_id = pairs.user_id
         and events.time_bucket = pairs.time_bucket
-        and epoch_us(events.event_ts) >= {{ lo }}
-        and epoch_us(events.event_ts) < {{ hi }}
+        and {{ epoch_us('events.event_ts') }} >= {{ lo }}
+        and {{ epoch_us('events.event_ts') }} < {{ hi }}
     left join {{ ref('event_weights_history') }} as weights
         on weights.weights_as_of = pairs.weights_as_of
         and weights.event_name = events.event_name
@@ -212,8 +199,8 @@
             horizons.weights_as_of,
             goals.user_id,
             sum(
-                epoch_us(least(goals.goal_ts, horizons.horizon_end))
-                - epoch_us(greatest(goals.followed_from, horizons.horizon_start))
+                {{ epoch_us('least(goals.goal_ts, horizons.horizon_end)') }}
+                - {{ epoch_us('greatest(goals.followed_from, horizons.horizon_start)') }}
             ) as us_followed
         from {{ horizons }} as horizons
         inner join {{ ref('int_goals__followed_time') }} as goals
@@ -241,7 +228,7 @@
         weights_as_of,
         weights_as_of - {{ hours(var('weight_horizon_days') ~ ' * 24') }} as horizon_start,
         weights_as_of - {{ hours(var('weight_window_hours')) }} as horizon_end,
-        epoch_us(weights_as_of - {{ hours(var('weight_window_hours')) }})
-        - epoch_us(weights_as_of - {{ hours(var('weight_horizon_days') ~ ' * 24') }}) as horizon_us
+        {{ epoch_us('weights_as_of - ' ~ hours(var('weight_window_hours'))) }}
+        - {{ epoch_us('weights_as_of - ' ~ hours(var('weight_horizon_days') ~ ' * 24')) }} as horizon_us
     from {{ dates }}
 {%- endmacro %}

@@ -45,14 +45,11 @@ per_day as (
 -- event is a row of zeros, not a missing row (BI averages rows)
 days as (
     select cast(window_days.range as date) as event_date
-    from range(
-        cast(greatest(
-            {{ as_of() }} - interval {{ var('report_window_days') | int }} day,
-            (select date_trunc('day', min(event_ts)) from {{ ref('stg_raw__events') }})
-        ) as timestamp),
-        {{ as_of() }},
-        interval 1 day
-    ) as window_days
+    from {{ day_series(
+        "cast(greatest(" ~ as_of() ~ " - interval " ~ (var('report_window_days') | int) ~ " day, "
+        ~ "(select date_trunc('day', min(event_ts)) from " ~ ref('stg_raw__events') ~ ")) as timestamp)",
+        as_of(),
+    ) }} as window_days
 ),
 
 final as (

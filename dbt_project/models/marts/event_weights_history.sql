@@ -56,8 +56,8 @@ counts as (
         sum(n_followed) as n_followed,
         sum(n_not_followed) as n_not_followed,
         -- integer sums (microseconds), divided once: exact, so the same in every run
-        sum(n_followed * (horizon_us - us_followed)) / any_value(horizon_us) as mh_followed,
-        sum(n_not_followed * us_followed) / any_value(horizon_us) as mh_not_followed
+        {{ wide_sum('n_followed * (horizon_us - us_followed)') }} / any_value(horizon_us) as mh_followed,
+        {{ wide_sum('n_not_followed * us_followed') }} / any_value(horizon_us) as mh_not_followed
     from strata
     group by weights_as_of, event_name
 ),

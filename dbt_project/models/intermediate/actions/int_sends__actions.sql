@@ -40,7 +40,7 @@ actions as (
         user_id,
         message_id,
         channel,
-        cast(hour(timezone(timezone, cast(sent_ts as timestamptz))) as varchar) as send_hour,
+        cast(hour({{ local_time('sent_ts', 'timezone') }}) as string) as send_hour,
         {{ frequency_bucket('hours_since_previous_send') }} as frequency,
         hours_since_previous_send
     from with_gap

@@ -22,7 +22,7 @@ with to_score as (
         user_id,
         sent_ts,
         date_trunc('day', sent_ts) as feature_date,
-        epoch_us(sent_ts) as sent_us
+        {{ epoch_us('sent_ts') }} as sent_us
     from {{ ref('int_sends__to_measure') }}
 ),
 
@@ -35,7 +35,7 @@ pools as (
 
 -- materialised first: left to the optimiser, DuckDB joined every pool with itself before it
 -- joined the sends (all users x pool size rows: 68M at 10k users, 890M at 100k)
-treated as materialized (
+treated {{ materialized_cte() }} (
     {{ in_pools('to_score') }}
 ),
 
@@ -56,12 +56,11 @@ candidates as (
         on sends_by_user.user_id = control.user_id
     where
         sends_by_user.sent_us is null
-        -- RF02 is silenced below: it takes the lambda parameter s for a column
-        or not list_bool_or(list_transform(
-            sends_by_user.sent_us,
-            lambda s: s >= treated.sent_us - {{ (var('window_hours') * 3600000000) | int }}  -- noqa: RF02
-            and s < treated.sent_us + {{ (var('window_hours') * 3600000000) | int }}  -- noqa: RF02
-        ))
+        or not {{ any_in_window(
+            'sends_by_user.sent_us',
+            'treated.sent_us - ' ~ ((var('window_hours') * 3600000000) | int),
+            'treated.sent_us + ' ~ ((var('window_hours') * 3600000000) | int),
+        ) }}
 ),
 
 -- the n nearest by one ranking window: a sort, which DuckDB spills under a memory limit (a top-k

@@ -49,8 +49,8 @@ user_days as (
         count(*) filter (where event_name = {{ sql_text(var('goal_event')) }}) as n_goal,
         max(event_ts) as last_event_ts,
         -- the events' UTC hours of day as angles, summed (their circular mean is the activity hour)
-        sum(sin(2 * pi() * (hour(event_ts) + minute(event_ts) / 60.0) / 24)) as sin_hour,
-        sum(cos(2 * pi() * (hour(event_ts) + minute(event_ts) / 60.0) / 24)) as cos_hour
+        sum(sin(2 * pi() * (hour(event_ts) + minute(event_ts) / 60) / 24)) as sin_hour,
+        sum(cos(2 * pi() * (hour(event_ts) + minute(event_ts) / 60) / 24)) as cos_hour
     from events
     where
         event_ts >= (select min(feature_dates.feature_date) from feature_dates)
@@ -150,7 +150,7 @@ timezone_offsets as (
         feature_date,
         timezone,
         cast(round(
-            {{ hours_between('feature_date', "timezone(timezone, cast(feature_date as timestamptz))") }} * 60
+            {{ hours_between('feature_date', local_time('feature_date', 'timezone')) }} * 60
         ) as integer) as utc_offset_minutes
     from (
         select distinct
@@ -197,21 +197,21 @@ standardised as (
 -- offset at d (null without events)
 with_hour as (
     select
-        * exclude (sin_hour, cos_hour),
+        * {{ star_except() }} (sin_hour, cos_hour),
         case
             when n_events_28d > 0
-                then ((degrees(atan2(sin_hour, cos_hour)) / 15 + utc_offset_minutes / 60.0) % 24 + 24) % 24
+                then ((degrees(atan2(sin_hour, cos_hour)) / 15 + utc_offset_minutes / 60) % 24 + 24) % 24
         end as activity_hour
     from standardised
 ),
 
 celled as (
     select
-        * exclude (group_size, activity_rank, activity_half),
+        * {{ star_except() }} (group_size, activity_rank, activity_half),
         printf(
             'utc%s%02d:%02d/g%d/a%02d',
             case when utc_offset_minutes < 0 then '-' else '+' end,
-            abs(utc_offset_minutes) // 60,
+            {{ int_div('abs(utc_offset_minutes)', 60) }},
             abs(utc_offset_minutes) % 60,
             cast(n_goal_28d > 0 as integer),
             cast(floor(
@@ -223,7 +223,7 @@ celled as (
         -- preferred hour near the active hours; light users tire sooner): activity_hour_bins
         -- equal bins of the local day, and the lower or upper half of the day's activity
         'h' || coalesce(
-            cast(floor(activity_hour * {{ var('activity_hour_bins') }} / 24) as integer)::varchar, '-'
+            cast(cast(floor(activity_hour * {{ var('activity_hour_bins') }} / 24) as integer) as string), '-'
         ) || '/n' || activity_half as prior_cell
     from with_hour
 )

@@ -12,7 +12,7 @@ with batch_span as (
 send_times as (
     select
         sends.user_id,
-        list(epoch_us(sends.sent_ts)) as sent_us
+        {{ list_agg(epoch_us('sends.sent_ts')) }} as sent_us
     from {{ ref('stg_raw__sends') }} as sends
     inner join batch_span
         on batch_span.first_ts <= sends.sent_ts

@@ -29,15 +29,7 @@ goals as (
 ),
 
 with_next_goal as (
-    select
-        observed.user_id,
-        observed.event_name,
-        observed.event_ts,
-        goals.goal_ts as next_goal_ts
-    from observed
-    asof left join goals
-        on goals.user_id = observed.user_id
-        and goals.goal_ts > observed.event_ts
+    {{ next_goal('observed', 'goals') }}
 ),
 
 labelled as (

@@ -21,7 +21,7 @@ with sampled as (
         matured_at,
         weights_as_of,
         gap_bin,
-        epoch_us(sent_ts) as sent_us,
+        {{ epoch_us('sent_ts') }} as sent_us,
         date_trunc('day', sent_ts) as feature_date
     from {{ ref('int_sends__to_score') }}
     qualify row_number() over (
@@ -44,15 +44,12 @@ candidates as (
         candidate.user_hash,
         candidate.cell,
         {{ feature_distance('candidate', 'treated') }} as distance,
-        -- RF02 is silenced below: it takes the lambda parameter s for a column
-        list_max(list_filter(
-            send_times.sent_us,
-            lambda s: s >= treated.sent_us - {{ window_us }} and s < treated.sent_us  -- noqa: RF02
-        )) as last_pre_us,
-        coalesce(list_bool_or(list_transform(
-            send_times.sent_us,
-            lambda s: s >= treated.sent_us and s < treated.sent_us + {{ window_us }}  -- noqa: RF02
-        )), false) as is_sent_at_t,
+        {{ max_in_window(
+            'send_times.sent_us', 'treated.sent_us - ' ~ window_us, 'treated.sent_us'
+        ) }} as last_pre_us,
+        coalesce({{ any_in_window(
+            'send_times.sent_us', 'treated.sent_us', 'treated.sent_us + ' ~ window_us
+        ) }}, false) as is_sent_at_t,
         treated.sent_us,
         treated.gap_bin
     from treated
@@ -69,14 +66,14 @@ eligible as (
     from candidates
     where
         not is_sent_at_t
-        and {{ gap_bin('(sent_us - last_pre_us) / 3600000000.0') }} = gap_bin
+        and {{ gap_bin('(sent_us - last_pre_us) / 3600000000') }} = gap_bin
 ),
 
 nearest as (
     select
         send_id,
-        min_by(user_id, struct_pack(distance, user_hash, user_id)) as placebo_user_id,
-        min_by(cell, struct_pack(distance, user_hash, user_id)) as placebo_cell
+        min_by(user_id, {{ ordering_key(['distance', 'user_hash', 'user_id']) }}) as placebo_user_id,
+        min_by(cell, {{ ordering_key(['distance', 'user_hash', 'user_id']) }}) as placebo_cell
     from eligible
     group by send_id
 ),

@@ -15,16 +15,7 @@ renamed as (
         {{ utc_timestamp('valid_from') }} as valid_from,
         {{ utc_timestamp('valid_to') }} as valid_to,
         -- 'fr, De' -> 'FR,DE'; empty means everywhere (null)
-        nullif(
-            array_to_string(
-                list_filter(
-                    list_transform(string_split(coalesce(countries, ''), ','), lambda c: upper(trim(c))),
-                    lambda c: c <> ''
-                ),
-                ','
-            ),
-            ''
-        ) as countries,
+        {{ country_list('countries') }} as countries,
         {{ clean_text('title') }} as title,
         {{ clean_text('body') }} as body,
         ---------- lineage
@@ -40,7 +31,7 @@ renamed as (
 
 checked as (
     select
-        * exclude (violation),
+        * {{ star_except() }} (violation),
         coalesce(
             violation,
             case

@@ -44,14 +44,14 @@ accepted_before as (
     select distinct send_id from {{ this }}
     where reject_reason is null
     {%- else %}
-    select cast(null as varchar) as send_id
+    select cast(null as string) as send_id
     where false
     {%- endif %}
 ),
 
 checked as (
     select
-        renamed.* exclude (violation),  -- a column of renamed -- noqa: RF02
+        renamed.* {{ star_except() }} (violation),  -- a column of renamed -- noqa: RF02
         coalesce(
             renamed.violation,
             case
