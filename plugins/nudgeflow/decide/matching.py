@@ -323,9 +323,10 @@ class _Contest:
         todo = np.arange(n)  # undecided rows
         full = []  # rows for the full argmax
         for _ in range(self.rounds):
-            if todo.size <= n // 8:  # few left: cheaper in the full argmax
+            if todo.size == 0:
                 break
-            top = score.argmax(axis=1)[todo]  # over all rows: cheaper than copying the undecided ones
+            # over all rows while most are undecided (cheaper than copying them), then over those
+            top = score.argmax(axis=1)[todo] if 2 * todo.size > n else score[todo].argmax(axis=1)
             u, h = users[todo], hour[todo]
             has = self._any_eligible(u, h, self.start[top], self.size[top])
             mine = top == own[todo]
