@@ -15,8 +15,13 @@ decide modules of commit ``OLD_COMMIT``, read with ``git show``) runs on a small
 same run, and so does the new one, for the ratio. Every part runs in its own process, so its
 peak resident memory (``resource.getrusage``) is its own.
 
+``--baseline REV`` also runs the new path with the propensity of commit REV
+(decide/sampling.py and decide/matching.py read with ``git show``) at ``--users``, and says
+whether the draws, decisions and propensities are the same bit for bit (a SHA-256 of them).
+
     .venv/bin/python benchmarks/decide_scale.py                 # 1,000,000 users; old at 20,000
     .venv/bin/python benchmarks/decide_scale.py --users 100000 --old-users 10000
+    .venv/bin/python benchmarks/decide_scale.py --users 100000 --no-old --baseline f5ed50d
 """
 
 from __future__ import annotations
