@@ -299,7 +299,8 @@ class _Contest:
         ok = e.reachable[users, messages] & e.valid[e.zone[users], messages, hours] & e.spacing[users, hours]
         if self.pair_sorted.size:
             key = users * self.profile.size + messages
-            at = np.minimum(np.searchsorted(self.pair_sorted, key), self.pair_sorted.size - 1)
+            # the last of equal pairs, as Eligibility.at's in-place assignment keeps the last
+            at = np.maximum(np.searchsorted(self.pair_sorted, key, side="right") - 1, 0)
             found = self.pair_sorted[at] == key
             p = self.pair_order[at[found]]
             ok[found] &= e.repeat_ok[p, hours[found]]
