@@ -15,14 +15,20 @@ decide modules of commit ``OLD_COMMIT``, read with ``git show``) runs on a small
 same run, and so does the new one, for the ratio. Every part runs in its own process, so its
 peak resident memory (``resource.getrusage``) is its own.
 
+``--baseline REV`` also runs the new path with the propensity of commit REV
+(decide/sampling.py and decide/matching.py read with ``git show``) at ``--users``, and says
+whether the draws, decisions and propensities are the same bit for bit (a SHA-256 of them).
+
     .venv/bin/python benchmarks/decide_scale.py                 # 1,000,000 users; old at 20,000
     .venv/bin/python benchmarks/decide_scale.py --users 100000 --old-users 10000
+    .venv/bin/python benchmarks/decide_scale.py --users 100000 --no-old --baseline f5ed50d
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import importlib.util
 import json
 import resource
@@ -190,14 +196,17 @@ def peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def part_new(n_u: int, chunk: int, draws: int) -> dict:
-    """The new path: chunks of users, factored guardrails, keyed propensity."""
+def part_new(n_u: int, chunk: int, draws: int, baseline: str | None = None) -> dict:
+    """The new path: chunks of users, factored guardrails, keyed propensity (with ``baseline``,
+    the propensity of decide/sampling.py and decide/matching.py at that commit)."""
+    prop = propensity if baseline is None else _modules(baseline, ("sampling", "matching"))["matching"].propensity
     plan, users, inp, user_ids = inputs(n_u)
     s = Settings(**SETTINGS)
     keys = [action_key(*a) for a in inp.actions]
     base = peak_gib()
     t = np.zeros(3)  # sampling, decision (guardrails included), propensity
     sends = 0
+    digest = hashlib.sha256()  # of the draws, decisions and propensities, to compare runs
     for lo in range(0, n_u, chunk):
         hi = min(lo + chunk, n_u)
         alpha, beta = posteriors(lo, hi, len(keys))
@@ -208,25 +217,38 @@ def part_new(n_u: int, chunk: int, draws: int) -> dict:
         opts = shard_options(users.slice(lo, hi - lo), plan)
         send, hour, message = decide(theta, opts)
         t2 = time.perf_counter()
-        propensity(alpha, beta, opts, message, resample, draws, sharpness=s.sampling_sharpness)
+        p = prop(alpha, beta, opts, message, resample, draws, sharpness=s.sampling_sharpness)
         t += np.diff([t0, t1, t2, time.perf_counter()])
         sends += int(send.sum())
-    return {"seconds": t.tolist(), "sends": sends, "inputs_gib": base, "peak_gib": peak_gib()}
+        for x in (theta, send, hour, message, p):
+            digest.update(np.ascontiguousarray(x).tobytes())
+    return {
+        "seconds": t.tolist(), "sends": sends, "inputs_gib": base, "peak_gib": peak_gib(), "digest": digest.hexdigest()
+    }  # fmt: skip
+
+
+def _modules(rev: str, names: tuple[str, ...]) -> dict:
+    """These decide/ modules at commit ``rev``, as modules (importing each other, in this order)."""
+    out = {}
+    tmp = Path(tempfile.mkdtemp())
+    for name in names:
+        src = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{rev}:plugins/nudgeflow/decide/{name}.py"],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        for other in out:
+            src = src.replace(f"from nudgeflow.decide.{other} import", f"from {out[other].__name__} import")
+        mod = f"rev_{rev}_{name}".replace("-", "_")
+        (tmp / f"{mod}.py").write_text(src)
+        spec = importlib.util.spec_from_file_location(mod, tmp / f"{mod}.py")
+        out[name] = sys.modules[mod] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(out[name])
+    return out
 
 
 def _old_modules():
     """decide/eligibility.py and decide/matching.py of OLD_COMMIT, as modules."""
-    out = {}
-    tmp = Path(tempfile.mkdtemp())
-    for name in ("eligibility", "matching"):
-        src = subprocess.run(
-            ["git", "-C", str(ROOT), "show", f"{OLD_COMMIT}:plugins/nudgeflow/decide/{name}.py"],
-            check=True, capture_output=True, text=True,
-        ).stdout  # fmt: skip
-        (tmp / f"old_{name}.py").write_text(src)
-        spec = importlib.util.spec_from_file_location(f"old_{name}", tmp / f"old_{name}.py")
-        out[name] = sys.modules[f"old_{name}"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(out[name])
+    out = _modules(OLD_COMMIT, ("eligibility", "matching"))
     return out["eligibility"], out["matching"]
 
 
@@ -266,8 +288,9 @@ def part_old(n_u: int, draws: int) -> dict:
     return {"seconds": seconds, "sends": int(send.sum()), "inputs_gib": base, "peak_gib": peak_gib()}
 
 
-def _child(part: str, n_u: int, chunk: int, draws: int) -> dict:
+def _child(part: str, n_u: int, chunk: int, draws: int, baseline: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--part", part, "--users", str(n_u), "--chunk", str(chunk), "--draws", str(draws)]
+    cmd += ["--baseline", baseline] if part == "base" else []
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     return {"part": part, "users": n_u, **json.loads(out.strip().splitlines()[-1])}
 
@@ -278,14 +301,27 @@ def main() -> None:
     ap.add_argument("--old-users", type=int, default=20_000, help="size of the old-vs-new comparison")
     ap.add_argument("--chunk", type=int, default=CHUNK_USERS)
     ap.add_argument("--draws", type=int, default=100, help="propensity resamples (propensity_draws)")
-    ap.add_argument("--part", choices=["new", "old"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--baseline",
+        help="also time the new path with the propensity of this commit at --users (part 'base'), "
+        "and compare the propensities",
+    )
+    ap.add_argument("--no-old", action="store_true", help="skip the old dense path")
+    ap.add_argument("--part", choices=["new", "old", "base"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.part:
-        r = part_new(a.users, a.chunk, a.draws) if a.part == "new" else part_old(a.users, a.draws)
+        if a.part == "old":
+            r = part_old(a.users, a.draws)
+        else:
+            r = part_new(a.users, a.chunk, a.draws, a.baseline if a.part == "base" else None)
         print(json.dumps(r))
         return
-    runs = [_child("old", a.old_users, a.chunk, a.draws), _child("new", a.old_users, a.chunk, a.draws)]
-    if a.users != a.old_users:
+    runs = (
+        [] if a.no_old else [_child("old", a.old_users, a.chunk, a.draws), _child("new", a.old_users, a.chunk, a.draws)]
+    )
+    if a.baseline:
+        runs.append(_child("base", a.users, a.chunk, a.draws, a.baseline))
+    if a.users != a.old_users or a.no_old:
         runs.append(_child("new", a.users, a.chunk, a.draws))
     head = ("path", "users", "sends", "sample s", "decide s", "prop. s", "total s", "users/s", "peak GiB", "inputs GiB")
     print(f"{head[0]:5} " + " ".join(f"{h:>10}" for h in head[1:]))
@@ -297,11 +333,19 @@ def main() -> None:
             + " ".join(f"{x:>10.1f}" for x in (*r["seconds"], total))
             + f" {r['users_per_s']:>10,.0f} {r['peak_gib']:>10.2f} {r['inputs_gib']:>10.2f}"
         )
-    old, new = runs[0], runs[1]
-    print(
-        f"new / old at {a.old_users:,} users: {new['users_per_s'] / old['users_per_s']:.2f}x users/s, "
-        f"{new['peak_gib'] / old['peak_gib']:.2f}x peak memory"
-    )
+    if not a.no_old:
+        old, new = runs[0], runs[1]
+        print(
+            f"new / old at {a.old_users:,} users: {new['users_per_s'] / old['users_per_s']:.2f}x users/s, "
+            f"{new['peak_gib'] / old['peak_gib']:.2f}x peak memory"
+        )
+    if a.baseline:
+        base, new = runs[-2], runs[-1]
+        print(
+            f"propensity at {a.users:,} users, {a.baseline} / now: {base['seconds'][2] / new['seconds'][2]:.2f}x "
+            f"({base['seconds'][2]:.1f} s -> {new['seconds'][2]:.1f} s), "
+            f"the same draws, decisions and propensities bit for bit: {base['digest'] == new['digest']}"
+        )
     print(f"chunk {a.chunk:,} users, {a.draws} propensity draws, {len(ZONES)} time zones, 500 messages")
 
 

@@ -175,6 +175,57 @@ def test_draws_repeat_for_the_same_key_and_do_not_depend_on_other_users():
     assert not np.array_equal(t1, other_day)
 
 
+def _reference_beta(alpha, beta, key):
+    """The keyed Beta sampler as first written (sampling.py before it was made faster), one
+    formula per line, every try on every pending element: the draws must stay bitwise these."""
+    from nudgeflow.decide.sampling import _splitmix64
+
+    def uniform(k, stream):
+        bits = _splitmix64(k ^ _splitmix64(np.array(stream, dtype=np.uint64)))
+        return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) / 9007199254740992.0
+
+    def gamma(shape, k, stream, max_tries=64):
+        boost = shape < 1
+        a = np.where(boost, shape + 1.0, shape)
+        d = a - 1.0 / 3.0
+        c = 1.0 / np.sqrt(9.0 * d)
+        out = d.copy()
+        pending = np.ones(shape.shape, dtype=bool)
+        for attempt in range(max_tries):
+            idx = np.nonzero(pending)[0]
+            if idx.size == 0:
+                break
+            s = stream + 4 * attempt
+            u1, u2, u3 = uniform(k[idx], s), uniform(k[idx], s + 1), uniform(k[idx], s + 2)
+            x = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+            v = (1.0 + c[idx] * x) ** 3
+            ok = v > 0
+            logv = np.log(np.where(ok, v, 1.0))
+            accept = ok & (np.log(u3) < 0.5 * x * x + d[idx] - d[idx] * v + d[idx] * logv)
+            out[idx[accept]] = d[idx[accept]] * v[accept]
+            pending[idx[accept]] = False
+        u = uniform(k, stream + 4 * max_tries)
+        return np.where(boost, out * u ** (1.0 / np.where(boost, shape, 1.0)), out)
+
+    x = gamma(alpha, key, 0)
+    total = x + gamma(beta, key, 1_000)
+    return np.where(total > 0, x / np.where(total > 0, total, 1.0), alpha / (alpha + beta))
+
+
+def test_keyed_beta_draws_are_bitwise_the_reference_and_do_not_depend_on_the_batch():
+    rng = np.random.default_rng(5)
+    n = 60_000
+    # shapes below 1 (boosted), tiny ones (gammas that underflow), the posteriors' range, large
+    alpha = np.concatenate([rng.uniform(0.01, 1, n // 4), rng.uniform(1e-4, 0.02, n // 4), rng.uniform(1, 40, n // 2)])
+    beta = rng.permutation(alpha) * rng.uniform(0.5, 50, n)
+    key = rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    x = beta_sample(alpha, beta, key)
+    assert np.array_equal(x.view(np.uint64), _reference_beta(alpha, beta, key).view(np.uint64))
+    alone = np.concatenate([beta_sample(alpha[i : i + 1], beta[i : i + 1], key[i : i + 1]) for i in range(0, n, 997)])
+    assert np.array_equal(alone.view(np.uint64), x[::997].view(np.uint64))  # a draw is a function of its element
+    assert np.array_equal(beta_sample(alpha, beta, key, block=1000).view(np.uint64), x.view(np.uint64))
+
+
 def test_priors_from_shards_sums_equal_the_global_fit():
     """Sharding users (4 shards by md5 of user_id): each shard's sufficient statistics, summed,
     give the global priors; fitting per shard would not (it changes the priors)."""

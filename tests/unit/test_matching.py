@@ -106,3 +106,60 @@ def test_messages_with_the_same_profile_tie_exactly():
     assert (score == score[:, first][:, inverse.ravel()]).all()
     best = score.argmax(axis=1)
     assert (best == first[inverse.ravel()][best]).all()  # the first message of the winning profile
+
+
+def test_the_profile_contest_is_the_full_argmax_over_eligible_messages():
+    """matching._Contest (the propensity's shortcut) says the chosen message wins exactly when
+    _best_message picks it: with profiles shared by several messages (the first eligible one
+    wins), thetas on a grid of eighths so that different profiles tie bitwise, and the repeat
+    rule blocking some (user, message) pairs."""
+    from nudgeflow.decide.matching import _best_message, _Contest
+
+    rng = np.random.default_rng(3)
+    n_u, n_m, n_h = 3000, 60, 3
+    # actions: 0-1 channels, 2-4 tone, 5-6 offer, 7-9 hours, 10-11 frequency; 60 messages on 12 profiles
+    profile = rng.integers(0, 12, n_m)
+    message_actions = np.stack([profile % 2, 2 + (profile // 2) % 3, np.where(profile < 6, 5 + profile % 2, -1)], 1)
+    pair_user = np.repeat(np.arange(0, n_u, 3), 2)
+    pair_message = np.stack([rng.choice(n_m, 2, replace=False) for _ in range(0, n_u, 3)]).ravel()
+    zone = rng.integers(0, 4, n_u)
+    elig = Eligibility(
+        reachable=rng.random((n_u, n_m)) < 0.5,
+        zone=zone,
+        valid=rng.random((4, n_m, n_h)) < 0.6,
+        spacing=rng.random((n_u, n_h)) < 0.9,
+        pair_user=pair_user,
+        pair_message=pair_message,
+        repeat_ok=rng.random((pair_user.size, n_h)) < 0.3,
+        feasible=np.ones((n_u, n_h), dtype=bool),
+    )
+    opts = Options(
+        action_set=np.array(
+            ["channel"] * 2 + ["label_tone"] * 3 + ["label_offer"] * 2 + ["send_hour"] * 3 + ["frequency"] * 2
+        ),
+        action=np.array(["push", "email", "a", "b", "c", "x", "y", "8", "9", "10", "<36h", ">=36h"]),
+        hour_actions=np.array([7, 8, 9]),
+        frequency_actions=np.array([10, 11]),
+        message_actions=message_actions,
+        send_at=np.zeros((n_u, n_h), dtype="datetime64[s]"),
+        eligibility=elig,
+        gap_bucket=np.zeros((n_u, n_h), dtype=np.int64),
+    )
+    hour = rng.integers(0, n_h, n_u)
+    dense = elig.dense()
+    has = dense[np.arange(n_u), :, hour].any(axis=1)
+    users = np.nonzero(has)[0]
+    # a chosen message eligible at the user's hour, often the first or a later one of its profile
+    chosen = np.full(n_u, -1)
+    for u in users:
+        chosen[u] = rng.choice(np.nonzero(dense[u, :, hour[u]])[0])
+    contest = _Contest(opts, chosen, 12, rounds=3)
+    wins = []
+    for grid in (8, None):  # ties between profiles on the grid; none off it
+        theta = rng.random((users.size, 12))
+        theta = np.floor(theta * grid) / grid if grid else theta
+        expected = _best_message(theta, opts.take(users), hour[users]) == chosen[users]
+        got = contest.chosen_wins(theta, users, hour[users])
+        assert np.array_equal(got, expected)
+        wins.append(expected.mean())
+    assert 0.05 < min(wins) and max(wins) < 0.95  # both outcomes are common

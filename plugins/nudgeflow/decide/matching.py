@@ -31,7 +31,7 @@ import numpy as np
 from nudgeflow.decide.action_space import frequency_labels, gap_bucket
 from nudgeflow.decide.eligibility import Eligibility
 from nudgeflow.decide.priors import NULL_ACTION
-from nudgeflow.decide.sampling import DrawKeys, thompson_sample
+from nudgeflow.decide.sampling import DrawKeys, beta_sample, thompson_sample
 
 
 @dataclass
@@ -125,10 +125,16 @@ def message_scores(theta: np.ndarray, message_actions: np.ndarray) -> np.ndarray
     Messages with the same channel and labels get bitwise the same score (each distinct
     profile is scored once), so a tie between them goes to the first, not to float noise.
     """
-    membership, averaging, present = _set_matrices(message_actions, theta.shape[-1])
+    weights, profile = _profile_weights(message_actions, theta.shape[-1])
+    return (theta @ weights)[..., profile]  # one product over the actions
+
+
+def _profile_weights(message_actions: np.ndarray, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
+    """The score weights (A, P) of each distinct profile (channel and labels, P of them) and
+    the profile (M,) of each message: message_scores = (theta @ weights)[..., profile]."""
+    membership, averaging, present = _set_matrices(message_actions, n_actions)
     _, first, inverse = np.unique(message_actions, axis=0, return_index=True, return_inverse=True)
-    weights = (membership - averaging @ present)[:, first]  # (A, profiles)
-    return (theta @ weights)[..., inverse.ravel()]  # one product over the actions
+    return (membership - averaging @ present)[:, first], inverse.ravel()
 
 
 def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -220,15 +226,123 @@ def propensity(
         timing = np.union1d(opts.hour_actions, opts.frequency_actions)
         rest = np.setdiff1d(np.arange(alpha.shape[1]), timing)
         chosen_ok = sub.eligibility.of_message(chosen)  # (U, H)
+        # what does not depend on the draw, once (thompson_sample's k alpha, k beta as it computes them)
+        need = _timing_needed(sub, timing)  # (U, T): the others cannot change the decision
+        a_timing, b_timing = (alpha[:, timing] * sharpness)[need], (beta[:, timing] * sharpness)[need]
+        a_rest, b_rest = alpha[:, rest] * sharpness, beta[:, rest] * sharpness
+        contest = _Contest(sub, chosen, alpha.shape[1])
+        rows = np.arange(users.size)
         for i in range(1, draws + 1):
+            theta_timing = np.zeros(need.shape)
+            theta_timing[need] = beta_sample(a_timing, b_timing, sub_keys(i, timing)[need])
             theta = np.zeros(alpha.shape)
-            theta[:, timing] = thompson_sample(alpha[:, timing], beta[:, timing], sub_keys(i, timing), sharpness)
+            theta[:, timing] = theta_timing
             hour, has_option, theta_freq, bucket, current = _timing(theta, sub)
             send = has_option & _longer_is_no_better(theta_freq, bucket, current)
-            live = np.nonzero(send & chosen_ok[np.arange(users.size), hour])[0]
+            live = np.nonzero(send & chosen_ok[rows, hour])[0]
             theta = theta[live]
-            a, b = alpha[live][:, rest], beta[live][:, rest]
-            theta[:, rest] = thompson_sample(a, b, sub_keys.take(live)(i, rest), sharpness)
-            hits[live] += _best_message(theta, sub.take(live), hour[live]) == chosen[live]
+            keys_rest = sub_keys.take(live)(i, rest)
+            theta[:, rest] = beta_sample(a_rest[live], b_rest[live], keys_rest).reshape(live.size, rest.size)
+            hits[live] += contest.chosen_wins(theta, live, hour[live])
     out[users] = (hits + 1.0) / (draws + 1.0)
     return out
+
+
+def _timing_needed(opts: Options, timing: np.ndarray) -> np.ndarray:
+    """(U, T) which of the timing actions (hours and frequency buckets, ``timing``) can change a
+    user's hour or send-or-wait: the hours at which a message is eligible (the others are
+    never chosen), and the buckets from the shortest gap of those hours on, unless that is the
+    longest bucket (then the rule always sends). A draw left at 0 elsewhere gives the same
+    decision, and as an action without a message its weight in the message scores is 0."""
+    feasible = opts.eligibility.feasible
+    n_b = opts.frequency_actions.size
+    shortest = np.where(feasible, opts.gap_bucket, n_b - 1).min(axis=1, initial=n_b - 1)
+    need = np.zeros((feasible.shape[0], timing.size), dtype=bool)
+    for j, a in enumerate(timing):
+        if a in opts.hour_actions:
+            need[:, j] = feasible[:, np.nonzero(opts.hour_actions == a)[0][0]]
+        else:
+            need[:, j] = (np.nonzero(opts.frequency_actions == a)[0][0] >= shortest) & (shortest < n_b - 1)
+    return need
+
+
+class _Contest:
+    """Whether the chosen message wins _best_message, without scoring users x messages:
+    the same answer as ``_best_message(theta, opts.take(live), hour) == chosen[live]``.
+
+    The winner is the first eligible message of the best-scoring profile that has one (messages
+    of one profile score bitwise the same, ``message_scores``). So each round looks at each
+    undecided user's best remaining profile: if it has no message eligible at the user's hour,
+    it is struck out; if it scores above the chosen message's profile, the chosen one loses; if
+    it is the chosen one's profile and no other profile ties it, the chosen message wins unless
+    an eligible message of its profile comes before it. Ties between profiles, and users still
+    undecided after ``rounds``, take the full argmax over their eligible messages."""
+
+    def __init__(self, opts: Options, chosen: np.ndarray, n_actions: int, rounds: int = 4):
+        self.opts, self.chosen, self.rounds = opts, chosen, rounds
+        self.weights, self.profile = _profile_weights(opts.message_actions, n_actions)
+        n_m = self.profile.size
+        self.members = np.argsort(self.profile, kind="stable")  # by profile, then message
+        self.size = np.bincount(self.profile, minlength=self.weights.shape[1])
+        self.start = np.cumsum(self.size) - self.size
+        rank = np.empty(n_m, dtype=np.int64)
+        rank[self.members] = np.arange(n_m) - self.start[self.profile[self.members]]
+        self.chosen_profile, self.before = self.profile[chosen], rank[chosen]  # messages of its profile before it
+        e = opts.eligibility
+        pair = e.pair_user * n_m + e.pair_message
+        self.pair_order = np.argsort(pair, kind="stable")
+        self.pair_sorted = pair[self.pair_order]
+
+    def _eligible(self, users: np.ndarray, messages: np.ndarray, hours: np.ndarray) -> np.ndarray:
+        """eligible[users, messages, hours] cell by cell (Eligibility.at's rules)."""
+        e = self.opts.eligibility
+        ok = e.reachable[users, messages] & e.valid[e.zone[users], messages, hours] & e.spacing[users, hours]
+        if self.pair_sorted.size:
+            key = users * self.profile.size + messages
+            # the last of equal pairs, as Eligibility.at's in-place assignment keeps the last
+            at = np.maximum(np.searchsorted(self.pair_sorted, key, side="right") - 1, 0)
+            found = self.pair_sorted[at] == key
+            p = self.pair_order[at[found]]
+            ok[found] &= e.repeat_ok[p, hours[found]]
+        return ok
+
+    def _any_eligible(self, users, hours, first, count) -> np.ndarray:
+        """Per row: is any of messages members[first : first + count] eligible at its hour."""
+        row = np.repeat(np.arange(users.size), count)
+        offset = np.arange(row.size) - np.repeat(np.cumsum(count) - count, count)
+        ok = self._eligible(users[row], self.members[np.repeat(first, count) + offset], hours[row])
+        return np.bincount(row[ok], minlength=users.size) > 0
+
+    def chosen_wins(self, theta: np.ndarray, users: np.ndarray, hour: np.ndarray) -> np.ndarray:
+        """theta (n, A) of the users at these positions of ``opts`` and their hours (n,), at
+        which their chosen message is eligible."""
+        score = theta @ self.weights  # (n, P): bitwise message_scores' product
+        n = users.size
+        wins = np.zeros(n, dtype=bool)
+        own = self.chosen_profile[users]
+        target = score[np.arange(n), own]
+        todo = np.arange(n)  # undecided rows
+        full = []  # rows for the full argmax
+        for _ in range(self.rounds):
+            if todo.size == 0:
+                break
+            # over all rows while most are undecided (cheaper than copying them), then over those
+            top = score.argmax(axis=1)[todo] if 2 * todo.size > n else score[todo].argmax(axis=1)
+            u, h = users[todo], hour[todo]
+            has = self._any_eligible(u, h, self.start[top], self.size[top])
+            mine = top == own[todo]
+            # the chosen profile on top: decided unless another profile ties it
+            alone = np.zeros(todo.size, dtype=bool)
+            alone[mine] = (score[todo[mine]] == target[todo[mine], None]).sum(axis=1) == 1
+            blocked = self._any_eligible(u[alone], h[alone], self.start[top[alone]], self.before[u[alone]])
+            wins[todo[alone]] = ~blocked
+            full.append(todo[(mine & ~alone) | (has & ~mine & (score[todo, top] == target[todo]))])
+            struck = ~has  # never the chosen profile (the chosen message is eligible)
+            score[todo[struck], top[struck]] = -np.inf
+            todo = todo[struck]
+        rest = np.concatenate([todo, *full])
+        if rest.size:
+            scores = np.take(score[rest], self.profile, axis=1)  # (r, M) message_scores
+            np.copyto(scores, -np.inf, where=~self.opts.eligibility.take(users[rest]).at(hour[rest]))
+            wins[rest] = scores.argmax(axis=-1) == self.chosen[users[rest]]
+        return wins

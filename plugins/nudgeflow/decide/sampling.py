@@ -23,47 +23,83 @@ def stable_hash(values) -> np.ndarray:
     )
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
+def _splitmix64(x: np.ndarray, inplace: bool = False) -> np.ndarray:
+    """splitmix64's finaliser of x + golden gamma (mod 2^64), in one new array (or in x)."""
     with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z ^= z >> np.uint64(30)
+        z = np.add(x, np.uint64(0x9E3779B97F4A7C15), out=x if inplace else None)
+        if np.ndim(z) == 0:  # a scalar: no arrays to reuse
+            z = np.uint64(z)
+            z ^= z >> np.uint64(30)
+            z *= np.uint64(0xBF58476D1CE4E5B9)
+            z ^= z >> np.uint64(27)
+            z *= np.uint64(0x94D049BB133111EB)
+            z ^= z >> np.uint64(31)
+            return z
+        t = np.right_shift(z, np.uint64(30))  # one scratch array for the three shifts
+        z ^= t
         z *= np.uint64(0xBF58476D1CE4E5B9)
-        z ^= z >> np.uint64(27)
+        z ^= np.right_shift(z, np.uint64(27), out=t)
         z *= np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
+        z ^= np.right_shift(z, np.uint64(31), out=t)
         return z
 
 
 def _uniform(key: np.ndarray, stream: int) -> np.ndarray:
     """U(0, 1) from (key, stream), never exactly 0 or 1."""
-    bits = _splitmix64(key ^ _splitmix64(np.array(stream, dtype=np.uint64)))
-    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) / 9007199254740992.0
+    bits = _splitmix64(key ^ _splitmix64(np.array(stream, dtype=np.uint64)), inplace=True)
+    bits >>= np.uint64(11)  # 53 bits: exact as int64 and as float64
+    out = bits.view(np.int64).astype(np.float64)
+    out += 0.5
+    out *= 1.0 / 9007199254740992.0  # a power of two: the same as dividing by 2^53
+    return out
 
 
 def _gamma(shape: np.ndarray, key: np.ndarray, stream: int, max_tries: int = 64) -> np.ndarray:
-    """Gamma(shape, 1) by Marsaglia-Tsang, shape boosted by one and scaled by U^(1/shape) below 1."""
+    """Gamma(shape, 1) by Marsaglia-Tsang, shape boosted by one and scaled by U^(1/shape) below 1.
+
+    The first try runs on every element; the later tries (a few in a thousand of the elements)
+    on the pending ones only, and the boost's uniform only where shape < 1. The arithmetic is
+    done in place where it can be, in the order of the formulas: each element goes through the
+    same floating-point operations as if it were drawn alone."""
     boost = shape < 1
     a = np.where(boost, shape + 1.0, shape)
     d = a - 1.0 / 3.0
     c = 1.0 / np.sqrt(9.0 * d)
     out = d.copy()  # the mode, kept in the (never seen) case every try is rejected
-    pending = np.ones(shape.shape, dtype=bool)
+    idx = None  # None: every element is pending (the first try)
     for attempt in range(max_tries):
-        idx = np.nonzero(pending)[0]
-        if idx.size == 0:
-            break
-        k = key[idx]
+        k, ci, di = (key, c, d) if idx is None else (key[idx], c[idx], d[idx])
         s = stream + 4 * attempt
         u1, u2, u3 = _uniform(k, s), _uniform(k, s + 1), _uniform(k, s + 2)
-        x = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
-        v = (1.0 + c[idx] * x) ** 3
+        x = np.log(u1, out=u1)  # x = sqrt(-2 log u1) cos(2 pi u2)
+        x *= -2.0
+        np.sqrt(x, out=x)
+        u2 *= 2.0 * np.pi
+        x *= np.cos(u2, out=u2)
+        v = np.multiply(ci, x)  # v = (1 + c x)^3
+        v += 1.0
+        np.power(v, 3, out=v)
         ok = v > 0
         logv = np.log(np.where(ok, v, 1.0))
-        accept = ok & (np.log(u3) < 0.5 * x * x + d[idx] - d[idx] * v + d[idx] * logv)
-        out[idx[accept]] = d[idx[accept]] * v[accept]
-        pending[idx[accept]] = False
-    u = _uniform(key, stream + 4 * max_tries)
-    return np.where(boost, out * u ** (1.0 / np.where(boost, shape, 1.0)), out)
+        rhs = np.multiply(0.5, x)  # 0.5 x x + d - d v + d log v, left to right
+        rhs *= x
+        rhs += di
+        rhs -= np.multiply(di, v, out=x)
+        rhs += np.multiply(di, logv, out=logv)
+        accept = ok & (np.log(u3, out=u3) < rhs)
+        if idx is None:
+            np.copyto(out, np.multiply(d, v, out=v), where=accept)
+            idx = np.nonzero(~accept)[0]
+        else:
+            out[idx[accept]] = di[accept] * v[accept]
+            idx = idx[~accept]
+        if idx.size == 0:
+            break
+    if boost.any():
+        at = np.nonzero(boost)[0]
+        u = _uniform(key[at], stream + 4 * max_tries)
+        out[at] = out[at] * u ** (1.0 / shape[at])
+    return out
 
 
 def beta_sample(alpha: np.ndarray, beta: np.ndarray, key: np.ndarray, block: int = 1 << 15) -> np.ndarray:
