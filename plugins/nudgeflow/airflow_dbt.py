@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,8 @@ def dbt_task_group(default_args: dict) -> Any:
 
     from nudgeflow.config import DBT_PROJECT_DIR
 
-    dbt = str(Path(sys.executable).with_name("dbt"))  # this environment's dbt, not $PATH's
+    beside = Path(sys.executable).with_name("dbt")  # this environment's dbt, else $PATH's
+    dbt = str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
     group = DbtTaskGroup(
         group_id=GROUP_ID,
         # `dbt ls` renders the project when the DAG is parsed (cached by Cosmos until the
