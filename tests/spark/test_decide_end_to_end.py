@@ -7,7 +7,8 @@ them) writes to decide.choices.
 The tiny hand-made warehouse of tests/dbt has almost nobody to send to (one consented user),
 so the world is a small simulated one (the lab's simulator, 200 users, 10 days), ingested
 into DuckDB, built by the product's measure step, and its raw tables loaded into Spark as
-tests/spark/test_dbt_on_spark.py does (its loader). Run by ``make test-spark``; skipped
+tests/spark/test_dbt_on_spark.py does (its loader). The home has placebos (placebo_sends), so
+that send_rule null is decided too. Run by ``make test-spark``; skipped
 without pyspark or Java.
 """
 
@@ -34,6 +35,7 @@ if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 from nudgeflow.config import as_of, load_settings  # noqa: E402
+from nudgeflow.decide.priors import NULL_ACTION  # noqa: E402
 from nudgeflow.decide.shard import CHOICES_SCHEMA  # noqa: E402
 from nudgeflow.decide.spark import decide_from_marts, replace_schedule_partition, spark_shard_evidence  # noqa: E402
 from nudgeflow.lab.simulate import create_world  # noqa: E402
@@ -47,6 +49,8 @@ from nudgeflow.steps.schedule import POLICY, step_schedule  # noqa: E402
 START = dt.date(2026, 1, 5)
 DAY = START + dt.timedelta(days=10)
 USERS = 200
+# placebos, so that marts.null_rewards has rows and send_rule null can be decided
+SETTINGS = "placebo_sends: 20\n"
 SCHEDULE = "default.send_schedule"  # the Spark schedule table (replace_schedule_partition)
 
 
@@ -63,6 +67,7 @@ def world(spark, tmp_path_factory):
     work = tmp_path_factory.mktemp("decide_end_to_end")
     home = work / "home"
     home.mkdir()
+    (home / "nudgeflow.yml").write_text(SETTINGS)
     create_world(home, users=USERS, history_days=10, start=START, seed=0)
     step_ingest(home, DAY)
     seconds = {}
@@ -78,8 +83,9 @@ def world(spark, tmp_path_factory):
     seconds["spark load raw"] = time.perf_counter() - started
     started = time.perf_counter()
     # the same models and vars as the measure step, on the spark target (dbt-spark's session
-    # method: this test's session)
-    run_dbt(dbt_args("run", home, load_settings(home), "--target", "spark"), home, as_of(DAY))
+    # method: this test's session, shared by the folder); a full refresh, since the session's
+    # catalog may hold another test's incremental marts (tests/spark/test_dbt_on_spark.py)
+    run_dbt(dbt_args("run", home, load_settings(home), "--target", "spark", "--full-refresh"), home, as_of(DAY))
     seconds["spark dbt run"] = time.perf_counter() - started
     return {"home": home, "seconds": seconds}
 
@@ -136,3 +142,25 @@ def test_the_next_day_keeps_the_rules_with_the_schedule_of_d(spark, world):
     print(f"choices of D + 1: DuckDB {on_duckdb.height}, Spark {on_spark.height}")
     assert on_duckdb.height > 0
     assert_frame_equal(on_spark, on_duckdb, check_exact=True)
+
+
+def test_send_or_wait_against_the_measured_null(spark, world):
+    """send_rule null: the measured null (the placebos of marts.null_rewards, in the plan's
+    priors) is one of the actions, and the choices of D agree. The home's settings are put
+    back, and D decided again, at the end."""
+    home, path = world["home"], world["home"] / "nudgeflow.yml"
+    path.write_text(SETTINGS + "send_rule: 'null'\n")
+    try:
+        settings = load_settings(home)
+        for step in (step_priors, step_sample, step_match):
+            step(home, DAY)
+        decisions, plan = decide_from_marts(spark, DAY, settings, n_shards=4)
+        assert NULL_ACTION in plan.actions and plan.priors.nulls["placebos"].sum() > 0
+        on_spark, on_duckdb = _spark_choices(decisions), _duckdb_choices(home, DAY)
+        print(f"choices with send_rule null: DuckDB {on_duckdb.height}, Spark {on_spark.height}")
+        assert on_duckdb.height > 20
+        assert_frame_equal(on_spark, on_duckdb, check_exact=True)
+    finally:
+        path.write_text(SETTINGS)
+        for step in (step_priors, step_sample, step_match):
+            step(home, DAY)
