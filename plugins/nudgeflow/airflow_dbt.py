@@ -120,7 +120,7 @@ def _doc(name: str) -> str:
         )
     if name == "dbt_producer_watcher_done":
         return "Marks the end of the producer's `dbt build`."
-    for suffix, what in ((".run", "model"), ("_run", "model"), (".test", "data tests of model"), ("_test", "tests of")):
+    for suffix, what in ((".run", "model"), ("_run", "model"), (".test", "data tests of model")):
         if name.endswith(suffix):
             model = name.removesuffix(suffix)
             return (
