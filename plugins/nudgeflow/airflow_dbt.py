@@ -4,8 +4,9 @@
 `measure.dbt_producer_watcher`, runs a single `dbt build` (as `nudgeflow run` does in-process)
 and reports each node as it finishes; every model and every model's tests is a sensor task
 that turns green or red when dbt reaches it, so an operator sees the lineage in the grid and
-the graph and reads each model's log. The sensors wait deferred, in the triggerer, so they
-hold no worker slot while the build runs.
+the graph and reads each model's log. The sensors start in the triggerer and, when their node
+succeeded, end there (`nudgeflow.dbt_trigger`): no worker process per model, only the
+producer's; a failure, a skip or a cleared task resumes the sensor in a worker, as in Cosmos.
 
 DuckDB allows one writer per file, so only the producer writes: it runs in the one-slot pool
 `nudgeflow_warehouse` and holds the home's lock (`nudgeflow.lock`) for as long as it runs.
@@ -38,7 +39,7 @@ if DBT_TASKS not in ("models", "one"):
     raise ValueError(f"NUDGEFLOW_DBT_TASKS must be 'models' or 'one', not {DBT_TASKS!r}")
 _held = contextlib.ExitStack()  # the home's lock while dbt runs in this task process
 # Cosmos reports usage to a remote endpoint unless told not to: nothing leaves the machine
-# (an operator may still set AIRFLOW__COSMOS__ENABLE_TELEMETRY=True)
+# (an operator may still set AIRFLOW__COSMOS__ENABLE_TELEMETRY=True); see _no_telemetry
 os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 
 
@@ -78,9 +79,11 @@ def dbt_task_group(default_args: dict) -> Any:
     model and per model's tests. dbt unit tests are for CI and stay out, as in `nudgeflow run`."""
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode
+    from cosmos.operators._watcher.base import BaseConsumerSensor
 
     from nudgeflow.config import DBT_PROJECT_DIR
 
+    _no_telemetry()
     beside = Path(sys.executable).with_name("dbt")  # this environment's dbt, else $PATH's
     dbt = str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
     group = DbtTaskGroup(
@@ -106,7 +109,35 @@ def dbt_task_group(default_args: dict) -> Any:
         task.doc_md = _doc(task.task_id.removeprefix(f"{GROUP_ID}."))
         if task.task_id.endswith(".dbt_producer_watcher"):
             task.pool = POOL  # the writer; the sensors only read Airflow's XComs
+        elif isinstance(task, BaseConsumerSensor):
+            _start_in_triggerer(task)
     return group
+
+
+def _no_telemetry() -> None:
+    """Cosmos reads its telemetry switch once, when `cosmos.settings` is first imported. A worker
+    imports it at start-up (Cosmos's Airflow plugin), before this module's default is set,
+    and then reported each task to Cosmos's endpoint: read the switch again, now that it is."""
+    from airflow.configuration import conf
+    from cosmos import settings
+
+    settings.enable_telemetry = conf.getboolean("cosmos", "enable_telemetry", fallback=False)
+
+
+def _start_in_triggerer(sensor: Any) -> None:
+    """Let a Cosmos sensor start in the triggerer (Airflow's start_from_trigger) with
+    `NodeTrigger`: the scheduler defers it without a worker, and a success ends it there."""
+    from airflow.triggers.base import StartTriggerArgs
+
+    from nudgeflow.dbt_trigger import NodeTrigger
+
+    sensor.start_from_trigger = True
+    sensor.start_trigger_args = StartTriggerArgs(
+        trigger_cls=f"{NodeTrigger.__module__}.{NodeTrigger.__name__}",
+        trigger_kwargs=NodeTrigger.start_kwargs(sensor.model_unique_id, sensor.producer_task_id, sensor.is_test_sensor),
+        next_method="execute_complete",
+        timeout=None,
+    )
 
 
 def _doc(name: str) -> str:
@@ -124,7 +155,7 @@ def _doc(name: str) -> str:
         if name.endswith(suffix):
             model = name.removesuffix(suffix)
             return (
-                f"dbt {what} `{model}`: waits, deferred, for the producer's `dbt build` to reach it and "
-                f"ends as dbt did. Clearing it reruns `{model}` alone under the home's lock; {docs}."
+                f"dbt {what} `{model}`: waits in the triggerer for the producer's `dbt build` to reach it "
+                f"and ends as dbt did. Clearing it reruns `{model}` alone under the home's lock; {docs}."
             )
     return f"dbt node `{name}`; {docs}."

@@ -177,3 +177,54 @@ def test_dbt_runs_with_the_homes_settings_and_holds_its_lock(tmp_path, monkeypat
     (tmp_path / "nudgeflow.yml").write_text("neighbours: many\n")
     with pytest.raises(AirflowFailException, match="neighbours"):
         dbt_environment({"logical_date": dt.datetime(2026, 3, 9, 21, tzinfo=dt.UTC)}, operator)
+
+
+def test_model_sensors_start_and_succeed_in_the_triggerer(dagbag):
+    """Every model's and tests' sensor starts in the triggerer with NodeTrigger (no worker
+    process to defer), and that survives the DAG's serialisation, which is what the scheduler
+    and the triggerer read; the producer and the steps run in workers."""
+    from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
+
+    from nudgeflow.dbt_trigger import NodeTrigger
+
+    dag = dagbag[0].dags["nudgeflow_daily"]
+    sensors = [t for t in dag.tasks if t.task_id.startswith("measure.") and hasattr(t, "model_unique_id")]
+    assert len(sensors) > 60 and len(sensors) == len([t for t in dag.task_ids if t.startswith("measure.")]) - 2
+    served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    for sensor in sensors:
+        task = served.get_task(sensor.task_id)
+        assert task.start_from_trigger, sensor.task_id
+        args = task.start_trigger_args
+        assert args.trigger_cls == "nudgeflow.dbt_trigger.NodeTrigger" and args.next_method == "execute_complete"
+        kwargs = BaseSerialization.deserialize(args.trigger_kwargs)  # stored encoded
+        assert kwargs["model_unique_id"] == sensor.model_unique_id
+        assert kwargs["is_test_sensor"] == sensor.task_id.endswith(".test")
+        trigger = NodeTrigger(**kwargs)  # what the triggerer builds from the row
+        assert trigger.serialize()[0] == args.trigger_cls
+    for task_id in ("measure.dbt_producer_watcher", "measure.dbt_producer_watcher_done", "ingest", "check"):
+        assert not served.get_task(task_id).start_from_trigger
+
+
+def test_cosmos_reports_nothing_even_when_imported_first(tmp_path):
+    """A worker imports cosmos (its Airflow plugin) before the DAG file sets the telemetry
+    default; the DAG still turns the reports off, unless the operator turned them on."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import cosmos.settings, cosmos.telemetry\n"
+        "from nudgeflow import airflow_dbt\n"
+        "airflow_dbt._no_telemetry()\n"
+        "print(cosmos.telemetry.should_emit())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "DO_NOT_TRACK")}
+    env.update(AIRFLOW_HOME=str(tmp_path), PYTHONPATH=str(ROOT / "plugins"))
+
+    def emits(**extra) -> str:
+        run = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout.split()[-1]
+
+    assert emits() == "False"
+    assert emits(AIRFLOW__COSMOS__ENABLE_TELEMETRY="True") == "True"
