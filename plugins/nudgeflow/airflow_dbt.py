@@ -41,6 +41,10 @@ _held = contextlib.ExitStack()  # the home's lock while dbt runs in this task pr
 # Cosmos reports usage to a remote endpoint unless told not to: nothing leaves the machine
 # (an operator may still set AIRFLOW__COSMOS__ENABLE_TELEMETRY=True); see _no_telemetry
 os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+# Cosmos's "reliable retry" rewrites a Variable holding every XCom the producer pushed, once per
+# push (1,127 writes in a 2,000-user run, about a quarter of the build's time): off, the backup
+# is written once, when the producer fails (`_cosmos_defaults`)
+os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY", "False")
 
 
 def schedule_date(logical_date: dt.datetime) -> dt.date:
@@ -83,7 +87,7 @@ def dbt_task_group(default_args: dict) -> Any:
 
     from nudgeflow.config import DBT_PROJECT_DIR
 
-    _no_telemetry()
+    _cosmos_defaults()
     beside = Path(sys.executable).with_name("dbt")  # this environment's dbt, else $PATH's
     dbt = str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
     group = DbtTaskGroup(
@@ -109,32 +113,77 @@ def dbt_task_group(default_args: dict) -> Any:
         task.doc_md = _doc(task.task_id.removeprefix(f"{GROUP_ID}."))
         if task.task_id.endswith(".dbt_producer_watcher"):
             task.pool = POOL  # the writer; the sensors only read Airflow's XComs
-        elif isinstance(task, BaseConsumerSensor):
-            _start_in_triggerer(task)
+    sensors = {t.task_id: t for t in group.iter_tasks() if isinstance(t, BaseConsumerSensor)}
+    for sensor in sensors.values():
+        _start_in_triggerer(sensor, sorted(sensors.keys() & sensor.upstream_task_ids))
     return group
 
 
-def _no_telemetry() -> None:
-    """Cosmos reads its telemetry switch once, when `cosmos.settings` is first imported. A worker
-    imports it at start-up (Cosmos's Airflow plugin), before this module's default is set,
-    and then reported each task to Cosmos's endpoint: read the switch again, now that it is."""
+def _cosmos_defaults() -> None:
+    """This module's defaults for Cosmos, in every process that parses the DAG (the producer's
+    worker included):
+
+    * Cosmos reads its settings once, when `cosmos.settings` is first imported. A worker imports
+      it at start-up (Cosmos's Airflow plugin), before this module's defaults are set, and then
+      reported each task to Cosmos's endpoint: read telemetry and reliable retry again.
+    * The producer pushes to XCom, one request each, a node's dbt event on each of dbt's node
+      events (start, compiling, executing, finished), and its status and compiled SQL on both
+      of dbt's final events of a node (its result line, then NodeFinished, with the same
+      status): 1,023 pushes in a 2,000-user run, each in the way of dbt's thread. Only the last
+      of each is read, so only NodeFinished (and dbt's error events) push; the result line is
+      logged. Cosmos's private names are checked by tests/integration/test_dags.py."""
     from airflow.configuration import conf
     from cosmos import settings
+    from cosmos.operators import watcher
+    from cosmos.operators._watcher import base
 
     settings.enable_telemetry = conf.getboolean("cosmos", "enable_telemetry", fallback=False)
+    settings.enable_watcher_reliable_retry = conf.getboolean("cosmos", "enable_watcher_reliable_retry", fallback=False)
+    base._DBT_EVENT_ALLOWLIST = base._DBT_ERROR_EVENTS_TYPES | {"NodeFinished"}
+    if not getattr(watcher.store_dbt_resource_status_from_log, "pushes_at_node_finished", False):
+        watcher.store_dbt_resource_status_from_log = _push_at_node_finished(watcher.store_dbt_resource_status_from_log)
 
 
-def _start_in_triggerer(sensor: Any) -> None:
-    """Let a Cosmos sensor start in the triggerer (Airflow's start_from_trigger) with
-    `NodeTrigger`: the scheduler defers it without a worker, and a success ends it there."""
+RESULT_LINES = frozenset({"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult"})
+
+
+def _push_at_node_finished(parse: Any) -> Any:
+    """Cosmos's per-event parser, which skips (but logs) dbt's result line of a node: the
+    NodeFinished after it carries the same final status, and pushes it."""
+    import json
+
+    from cosmos.operators._watcher.base import _log_dbt_msg
+
+    def parse_at_node_finished(line: str, extra_kwargs: Any, **kwargs: Any) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = {}
+        if isinstance(event, dict) and event.get("info", {}).get("name") in RESULT_LINES:
+            _log_dbt_msg(event)
+            return
+        parse(line, extra_kwargs, **kwargs)
+
+    parse_at_node_finished.pushes_at_node_finished = True
+    return parse_at_node_finished
+
+
+def _start_in_triggerer(sensor: Any, upstream: list[str]) -> None:
+    """Let a Cosmos sensor start in the triggerer when the run starts (Airflow's
+    start_from_trigger, trigger rule `always`) with `NodeTrigger`, told which sensors it follows:
+    the scheduler defers it without a worker, and a success ends it there. dbt's build keeps
+    the lineage's order; the edges stay for the graph and for a cleared task's rerun."""
     from airflow.triggers.base import StartTriggerArgs
 
     from nudgeflow.dbt_trigger import NodeTrigger
 
+    sensor.trigger_rule = "always"
     sensor.start_from_trigger = True
     sensor.start_trigger_args = StartTriggerArgs(
         trigger_cls=f"{NodeTrigger.__module__}.{NodeTrigger.__name__}",
-        trigger_kwargs=NodeTrigger.start_kwargs(sensor.model_unique_id, sensor.producer_task_id, sensor.is_test_sensor),
+        trigger_kwargs=NodeTrigger.start_kwargs(
+            sensor.model_unique_id, sensor.producer_task_id, sensor.is_test_sensor, upstream
+        ),
         next_method="execute_complete",
         timeout=None,
     )

@@ -1,37 +1,73 @@
 """The trigger of the `measure` group's sensors: a dbt node's task that lives in the triggerer.
 
 Cosmos's watcher sensors (one per model and per model's tests, `nudgeflow.airflow_dbt`) each
-start a task process in a worker to defer, and another to resume when dbt reached their node:
-about 200 process starts per run, which on two cores cost far more than the models' work.
-`nudgeflow.airflow_dbt` makes them start in the triggerer instead (Airflow's
-`start_from_trigger`), with this trigger: Cosmos's `WatcherTrigger`, which reads the node's
-status from the producer's XComs, except that
+start a task process in a worker to defer and another to resume, and each waits for its
+upstream sensors: about 200 process starts per run, and a round trip through the scheduler
+and the triggerer (about 3 s) per level of the lineage after dbt reached it. On two cores
+both cost far more than the models' work. So `nudgeflow.airflow_dbt` starts every sensor in
+the triggerer when the run starts (Airflow's `start_from_trigger`, trigger rule `always`:
+dbt's own build keeps the lineage's order, the graph still shows it), with this trigger,
+Cosmos's `WatcherTrigger` (which reads the node's status from the producer's XComs), except:
 
-* the run's ids come from the task instance (a task started from the triggerer has no
-  `execute` to pass them);
-* it trusts a node's status only once the producer has started its current try (a cleared
-  producer's XComs of the try before are still there until it starts);
-* a success ends the task in the triggerer (`TaskSuccessEvent`): no worker process at all,
-  and the node's dbt timing goes to the task's log;
-* anything else resumes the sensor in a worker, as Cosmos does (`execute_complete`): a failed
-  or skipped node, a failed producer, and a task cleared by hand once the producer has ended
-  (try 2 and later), which Cosmos answers by running that model or its tests alone.
+* The run's ids come from the task instance: a task started in the triggerer has no
+  `execute` to pass them.
+* The sensors of one run share what they poll, in the triggerer's process (`_Run`): one
+  reading of the producer's state per interval for all of them, and a node's status is read
+  only once its upstream sensors have seen theirs (the frontier of the build), so a poll
+  costs a few requests, not one per sensor.
+* A node's status counts only once the producer has started its current try: a cleared
+  producer's XComs of the try before stay until it starts.
+* A success ends the task in the triggerer (`TaskSuccessEvent`): no worker process at all;
+  dbt's timing of the node goes to the task's log.
+* Anything else resumes the sensor in a worker, as in Cosmos (`execute_complete`): a failed
+  node (dbt skips what is downstream, and Cosmos reports those as failed too), a failed
+  producer. A producer that never ran (its upstream failed) skips the sensor.
+* A task cleared by hand once the producer has ended (try 2 and later) waits for its upstream
+  sensors to succeed, then has Cosmos run that model, or its tests, alone (under the home's
+  lock); if one of them failed, it fails without running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
+from asgiref.sync import sync_to_async
 from cosmos.listeners.dag_run_listener import EventStatus
-from cosmos.operators._watcher.state import get_dbt_event_xcom_key, is_producer_task_terminated
+from cosmos.operators._watcher.state import (
+    ProducerTaskState,
+    get_dbt_event_xcom_key,
+    is_dbt_node_status_failed,
+    is_dbt_node_status_skipped,
+    is_dbt_node_status_success,
+    is_dbt_node_status_terminal,
+    is_producer_task_terminated,
+)
 from cosmos.operators._watcher.triggerer import WatcherEventReason, WatcherTrigger
 
 # the producer's states once its current try has started (its earlier XComs are then cleared)
-STARTED = frozenset({"running", "success", "failed", "skipped", "upstream_failed"})
-POKE_INTERVAL_S = 2.0
+STARTED = frozenset({"running", "success", "failed", "skipped"})
+NEVER_RAN = frozenset({"upstream_failed", "removed"})
+UPSTREAM_LOST = frozenset({"failed", "upstream_failed", "skipped", "removed"})
+POKE_INTERVAL_S = 1.0
+
+
+@dataclass
+class _Run:
+    """What the sensors of one DagRun share in the triggerer: the producer's state, read at
+    most once per interval, and the sensors that have seen their node's final status."""
+
+    producer: str | None = None
+    read_at: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    done: set[str] = field(default_factory=set)
+
+
+_RUNS: dict[tuple[str, str], _Run] = {}
 
 
 class NodeTrigger(WatcherTrigger):
@@ -42,6 +78,7 @@ class NodeTrigger(WatcherTrigger):
         model_unique_id: str,
         producer_task_id: str,
         is_test_sensor: bool = False,
+        upstream: list[str] | None = None,
         poke_interval: float = POKE_INTERVAL_S,
         dag_id: str = "",
         run_id: str = "",
@@ -57,45 +94,115 @@ class NodeTrigger(WatcherTrigger):
             poke_interval=poke_interval,
             is_test_sensor=is_test_sensor,
         )
+        self.upstream = list(upstream or [])
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         _, kwargs = super().serialize()
-        return f"{__name__}.{type(self).__name__}", kwargs
+        return f"{__name__}.{type(self).__name__}", {**kwargs, "upstream": self.upstream}
 
     @staticmethod
-    def start_kwargs(model_unique_id: str, producer_task_id: str, is_test_sensor: bool) -> dict[str, Any]:
-        """The kwargs a sensor's `start_trigger_args` carries (the ids come from the run)."""
+    def start_kwargs(
+        model_unique_id: str, producer_task_id: str, is_test_sensor: bool, upstream: list[str]
+    ) -> dict[str, Any]:
+        """The kwargs a sensor's `start_trigger_args` carries (the run's ids come from the run):
+        ``upstream`` are the task ids of the sensors it follows in the lineage."""
         return {
             "model_unique_id": model_unique_id,
             "producer_task_id": producer_task_id,
             "is_test_sensor": is_test_sensor,
+            "upstream": sorted(upstream),
             "poke_interval": POKE_INTERVAL_S,
         }
+
+    async def _producer(self, shared: _Run) -> str | None:
+        async with shared.lock:
+            if time.monotonic() - shared.read_at >= self.poke_interval:
+                shared.producer = await self._get_producer_task_status()
+                shared.read_at = time.monotonic()
+            return shared.producer
+
+    async def _task_states(self, task_ids: list[str]) -> dict[str, str | None]:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+            dag_id=self.dag_id, task_ids=task_ids, run_ids=[self.run_id]
+        )
+        return {t: (str(s) if s is not None else None) for t, s in states.get(self.run_id, {}).items()}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         ti = getattr(self, "task_instance", None)
         if ti is not None and not self.run_id:
             self.dag_id, self.run_id, self.map_index = ti.dag_id, ti.run_id, ti.map_index
-        producer = await self._get_producer_task_status()
-        if ti is not None and ti.try_number > 1 and is_producer_task_terminated(producer):
-            # cleared by hand after the build: Cosmos's execute_complete reruns the node alone
-            # on this reason (the producer will not report it again)
-            self.log.info("try %s after the producer ended: %s runs alone", ti.try_number, self.model_unique_id)
-            yield TriggerEvent({"status": EventStatus.FAILED, "reason": WatcherEventReason.PRODUCER_SKIPPED})
+        me = ti.task_id if ti is not None else self.model_unique_id
+        shared = _RUNS.setdefault((self.dag_id, self.run_id), _Run())
+        producer = await self._producer(shared)
+        tried = ti.try_number if ti is not None else 1
+        if tried > 1 and is_producer_task_terminated(producer):
+            yield await self._rerun_alone(tried)
             return
-        while producer not in STARTED:
-            await asyncio.sleep(self.poke_interval)
-            producer = await self._get_producer_task_status()
-        async for event in super().run():
-            if event.payload.get("status") == EventStatus.SUCCESS:
-                await self._log_node()
-                yield TaskSuccessEvent()
-            else:
-                yield event  # resumes the sensor in a worker (execute_complete)
-            return
+        event = await self._watch(shared, me, producer)
+        if isinstance(event.payload, dict) and event.payload.get("reason") == WatcherEventReason.PRODUCER_SKIPPED:
+            # the producer's retry skipped itself: what it did not report runs alone, in order
+            event = await self._rerun_alone(tried)
+        shared.done.add(me)
+        yield event
 
-    async def _log_node(self) -> None:
+    async def _watch(self, shared: _Run, me: str, producer: str | None) -> TriggerEvent:
+        """The first try: the event for the node's final status as the producer reports it."""
+        while producer not in STARTED:
+            if producer in NEVER_RAN:
+                self.log.info("the build did not run (the producer is %s): %s has nothing to report", producer, me)
+                return TaskSkippedEvent()
+            await asyncio.sleep(self.poke_interval)
+            producer = await self._producer(shared)
+        while True:
+            if all(u in shared.done for u in self.upstream) or is_producer_task_terminated(producer):
+                status, compiled_sql = await self._parse_dbt_node_status_and_compiled_sql()
+                if not is_dbt_node_status_terminal(status):
+                    status = None  # not finished (or not reported) yet
+                event = await self._final(status, compiled_sql, producer)
+                if event is not None:
+                    return event
+            await asyncio.sleep(self.poke_interval)
+            producer = await self._producer(shared)
+
+    async def _final(self, status: str | None, compiled_sql: str | None, producer: str | None) -> TriggerEvent | None:
+        """The event for the node's final status, by WatcherTrigger.run's rules (a success ends
+        the task here), or None while there is none yet."""
+        if is_dbt_node_status_success(status) or (status is None and producer == ProducerTaskState.SUCCESS):
+            await self._log_node(ran=status is not None)
+            return TaskSuccessEvent()
+        if is_dbt_node_status_skipped(status):
+            return TriggerEvent({"status": EventStatus.SKIPPED})
+        if is_dbt_node_status_failed(status):
+            failed = {"status": EventStatus.FAILED, "reason": WatcherEventReason.NODE_FAILED}
+            return TriggerEvent({**failed, **({"compiled_sql": compiled_sql} if compiled_sql else {})})
+        if producer == ProducerTaskState.FAILED:
+            return TriggerEvent({"status": EventStatus.FAILED, "reason": WatcherEventReason.PRODUCER_FAILED})
+        if producer == ProducerTaskState.SKIPPED:
+            return TriggerEvent({"status": EventStatus.FAILED, "reason": WatcherEventReason.PRODUCER_SKIPPED})
+        return None
+
+    async def _rerun_alone(self, try_number: int) -> TriggerEvent:
+        """A try after the producer ended: once the upstream sensors succeeded, Cosmos's
+        execute_complete runs the node alone on this reason (the producer reports it no more)."""
+        while self.upstream:
+            states = await self._task_states(self.upstream)
+            lost = sorted(t for t, s in states.items() if s in UPSTREAM_LOST)
+            if lost:
+                self.log.error("try %s: %s did not succeed, so %s is not rerun", try_number, lost, self.model_unique_id)
+                return TriggerEvent({"status": EventStatus.FAILED, "reason": WatcherEventReason.NODE_FAILED})
+            if all(states.get(t) == "success" for t in self.upstream):
+                break
+            await asyncio.sleep(self.poke_interval)
+        self.log.info("try %s after the producer ended: %s runs alone", try_number, self.model_unique_id)
+        return TriggerEvent({"status": EventStatus.FAILED, "reason": WatcherEventReason.PRODUCER_SKIPPED})
+
+    async def _log_node(self, ran: bool) -> None:
         """dbt's record of the node, as Cosmos's sensor logs it when it resumes."""
+        if not ran:
+            self.log.info("the build ended without running %s (ephemeral or empty)", self.model_unique_id)
+            return
         if self.is_test_sensor:
             self.log.info("the data tests of %s passed", self.model_unique_id)
             return
@@ -108,3 +215,4 @@ class NodeTrigger(WatcherTrigger):
             event.get("finish_time"),
             f" ({event['msg']})" if event.get("msg") else "",
         )
+

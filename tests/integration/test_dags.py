@@ -180,9 +180,10 @@ def test_dbt_runs_with_the_homes_settings_and_holds_its_lock(tmp_path, monkeypat
 
 
 def test_model_sensors_start_and_succeed_in_the_triggerer(dagbag):
-    """Every model's and tests' sensor starts in the triggerer with NodeTrigger (no worker
-    process to defer), and that survives the DAG's serialisation, which is what the scheduler
-    and the triggerer read; the producer and the steps run in workers."""
+    """Every model's and tests' sensor starts in the triggerer with NodeTrigger when the run
+    starts (no worker process to defer, no wait for the sensors before it), and that survives
+    the DAG's serialisation, which is what the scheduler and the triggerer read; the producer
+    and the steps run in workers."""
     from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
 
     from nudgeflow.dbt_trigger import NodeTrigger
@@ -199,32 +200,69 @@ def test_model_sensors_start_and_succeed_in_the_triggerer(dagbag):
         kwargs = BaseSerialization.deserialize(args.trigger_kwargs)  # stored encoded
         assert kwargs["model_unique_id"] == sensor.model_unique_id
         assert kwargs["is_test_sensor"] == sensor.task_id.endswith(".test")
+        # it follows the sensors upstream of it in the lineage, but waits for none of them
+        assert kwargs["upstream"] == sorted(sensor.upstream_task_ids - {"ingest"})
+        assert task.trigger_rule == "always"
         trigger = NodeTrigger(**kwargs)  # what the triggerer builds from the row
-        assert trigger.serialize()[0] == args.trigger_cls
+        assert trigger.serialize() == (args.trigger_cls, {**kwargs, "dag_id": "", "run_id": "", "map_index": -1})
     for task_id in ("measure.dbt_producer_watcher", "measure.dbt_producer_watcher_done", "ingest", "check"):
         assert not served.get_task(task_id).start_from_trigger
 
 
-def test_cosmos_reports_nothing_even_when_imported_first(tmp_path):
-    """A worker imports cosmos (its Airflow plugin) before the DAG file sets the telemetry
-    default; the DAG still turns the reports off, unless the operator turned them on."""
+def test_cosmos_defaults_hold_even_when_cosmos_was_imported_first(tmp_path):
+    """A worker imports cosmos (its Airflow plugin) before the DAG file sets its defaults; the
+    DAG still turns the reports and the per-push backup off, unless the operator turned them on."""
     import os
     import subprocess
     import sys
 
     code = (
         "import cosmos.settings, cosmos.telemetry\n"
+        "from cosmos.operators._watcher import base\n"
         "from nudgeflow import airflow_dbt\n"
-        "airflow_dbt._no_telemetry()\n"
-        "print(cosmos.telemetry.should_emit())\n"
+        "airflow_dbt._cosmos_defaults()\n"
+        "airflow_dbt._cosmos_defaults()\n"  # twice, as a dag-processor parses the DAG again
+        "from cosmos.operators import watcher\n"
+        "print(cosmos.telemetry.should_emit(), cosmos.settings.enable_watcher_reliable_retry,\n"
+        "      sorted(base._DBT_EVENT_ALLOWLIST & base._DBT_NODE_STATUS_EVENT_TYPES),\n"
+        "      watcher.store_dbt_resource_status_from_log.pushes_at_node_finished)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "DO_NOT_TRACK")}
+    names = ("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY", "DO_NOT_TRACK")
+    env = {k: v for k, v in os.environ.items() if k not in names}
     env.update(AIRFLOW_HOME=str(tmp_path), PYTHONPATH=str(ROOT / "plugins"))
 
-    def emits(**extra) -> str:
+    def settings(**extra) -> str:
         run = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-2000:]
-        return run.stdout.split()[-1]
+        return run.stdout.strip().splitlines()[-1]
 
-    assert emits() == "False"
-    assert emits(AIRFLOW__COSMOS__ENABLE_TELEMETRY="True") == "True"
+    # no reports; the producer's backup written once, on failure; one dbt event per node
+    assert settings() == "False False ['NodeFinished'] True"
+    turned_on = {"AIRFLOW__COSMOS__ENABLE_TELEMETRY": "True", "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "True"}
+    assert settings(**turned_on) == "True True ['NodeFinished'] True"
+
+
+def test_the_producer_pushes_a_nodes_status_once_at_node_finished(tmp_path, monkeypatch):
+    """dbt's result line of a node is logged, not pushed; the NodeFinished after it pushes the
+    node's status once, as Cosmos would (its parser, on a fake task instance)."""
+    import json
+    from types import SimpleNamespace
+
+    from cosmos.operators import watcher
+
+    from nudgeflow import airflow_dbt
+
+    airflow_dbt._cosmos_defaults()
+    pushed = []
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushed.append(key), xcom_pull=lambda **_: [])
+
+    def event(name: str, status: str) -> str:
+        node = {"unique_id": "model.nudgeflow.catalogue", "node_status": status, "resource_type": "model"}
+        return json.dumps({"info": {"name": name, "msg": f"{name} line", "level": "info"}, "data": {"node_info": node}})
+
+    parse = watcher.store_dbt_resource_status_from_log
+    for name, status in (("NodeStart", "started"), ("NodeExecuting", "executing"), ("LogModelResult", "success")):
+        parse(event(name, status), {"context": {"ti": ti}, "project_dir": str(tmp_path)})
+    assert pushed == []  # the result line is dbt's last word before NodeFinished
+    parse(event("NodeFinished", "success"), {"context": {"ti": ti}, "project_dir": str(tmp_path)})
+    assert pushed == ["model__nudgeflow__catalogue_dbt_event", "model__nudgeflow__catalogue_status"]
