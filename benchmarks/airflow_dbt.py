@@ -80,7 +80,9 @@ def main() -> None:
     for mode in modes:
         home = base / mode
         shutil.copytree(prepared, home, symlinks=True)
-        with LocalAirflow(home, [REPO / "dags" / "nudgeflow_daily.py"], env={"NUDGEFLOW_DBT_TASKS": mode}) as airflow:
+        # no scheduled run beside the bench's (the latest tick's would plan from stale data, first)
+        env = {"NUDGEFLOW_DBT_TASKS": mode, "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
+        with LocalAirflow(home, [REPO / "dags" / "nudgeflow_daily.py"], env=env) as airflow:
             airflow.start()
             airflow.wait_parsed(DAG_ID)
             state = airflow.run(DAG_ID, f"bench_{mode}", logical, timeout=3600)
