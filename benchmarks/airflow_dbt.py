@@ -89,12 +89,9 @@ def main() -> None:
             figures = {"state": state, **_figures(airflow.task_instances(DAG_ID, f"bench_{mode}"), mode)}
         results["modes"][mode] = figures
         print(f"{mode:>6}: {json.dumps(figures)}", flush=True)
-    table = (
-        "\n| users | dbt as | tasks | DagRun s | dbt part s | build s |\n|---|---|---|---|---|---|\n"
-        + "\n".join(
-            f"| {users:,} | {m} | {f['tasks']} | {f['dagrun_s']} | {f['dbt_part_s']} | {f['build_s']} |"
-            for m, f in results["modes"].items()
-        )
+    table = "\n| users | dbt as | tasks | DagRun s | dbt part s | build s |\n|---|---|---|---|---|---|\n" + "\n".join(
+        f"| {users:,} | {m} | {f['tasks']} | {f['dagrun_s']} | {f['dbt_part_s']} | {f['build_s']} |"
+        for m, f in results["modes"].items()
     )
     if len(modes) < len(MODES):
         print(table)
@@ -102,10 +99,7 @@ def main() -> None:
     one, models = results["modes"]["one"], results["modes"]["models"]
     results["ratio_dagrun"] = round(models["dagrun_s"] / one["dagrun_s"], 2)
     results["ratio_dbt_part"] = round(models["dbt_part_s"] / one["dbt_part_s"], 2)
-    print(
-        table
-        + f"\n\nmodels / one: DagRun {results['ratio_dagrun']}x, dbt part {results['ratio_dbt_part']}x"
-    )
+    print(table + f"\n\nmodels / one: DagRun {results['ratio_dagrun']}x, dbt part {results['ratio_dbt_part']}x")
     out = REPO / "benchmarks" / "results" / f"airflow-{users}.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"-> {out.relative_to(REPO)}")

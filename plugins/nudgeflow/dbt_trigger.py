@@ -21,7 +21,9 @@ Cosmos's `WatcherTrigger` (which reads the node's status from the producer's XCo
   dbt's timing of the node goes to the task's log.
 * Anything else resumes the sensor in a worker, as in Cosmos (`execute_complete`): a failed
   node (dbt skips what is downstream, and Cosmos reports those as failed too), a failed
-  producer. A producer that never ran (its upstream failed) skips the sensor.
+  producer. A producer that never ran (its upstream failed) skips the sensor. A producer that
+  skipped its retry (Cosmos's producer does not retry) has the nodes it did not report run
+  alone, each once the sensors before it succeeded.
 * A task cleared by hand once the producer has ended (try 2 and later) waits for its upstream
   sensors to succeed, then has Cosmos run that model, or its tests, alone (under the home's
   lock); if one of them failed, it fails without running.
@@ -65,9 +67,20 @@ class _Run:
     read_at: float = float("-inf")
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     done: set[str] = field(default_factory=set)
+    used_at: float = field(default_factory=time.monotonic)
 
 
 _RUNS: dict[tuple[str, str], _Run] = {}
+FORGET_AFTER_S = 2 * 86400  # a run's shared state, once no sensor of it has looked for two days
+
+
+def _shared(dag_id: str, run_id: str) -> _Run:
+    now = time.monotonic()
+    for key in [k for k, r in _RUNS.items() if now - r.used_at > FORGET_AFTER_S]:
+        del _RUNS[key]
+    run = _RUNS.setdefault((dag_id, run_id), _Run())
+    run.used_at = now
+    return run
 
 
 class NodeTrigger(WatcherTrigger):
@@ -134,7 +147,7 @@ class NodeTrigger(WatcherTrigger):
         if ti is not None and not self.run_id:
             self.dag_id, self.run_id, self.map_index = ti.dag_id, ti.run_id, ti.map_index
         me = ti.task_id if ti is not None else self.model_unique_id
-        shared = _RUNS.setdefault((self.dag_id, self.run_id), _Run())
+        shared = _shared(self.dag_id, self.run_id)
         producer = await self._producer(shared)
         tried = ti.try_number if ti is not None else 1
         if tried > 1 and is_producer_task_terminated(producer):
@@ -215,4 +228,3 @@ class NodeTrigger(WatcherTrigger):
             event.get("finish_time"),
             f" ({event['msg']})" if event.get("msg") else "",
         )
-

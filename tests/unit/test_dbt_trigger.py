@@ -92,7 +92,9 @@ def test_a_build_that_never_ran_skips_the_sensor():
 def test_a_status_is_trusted_only_once_the_producer_started_its_try():
     """A cleared producer's XComs of its last try stay until it starts again: until then the
     trigger waits, however the node's old status reads."""
-    world = World(["queued", "queued", "scheduled", "running"], {status_key("int_sends__controls"): {"status": "success"}})
+    world = World(
+        ["queued", "queued", "scheduled", "running"], {status_key("int_sends__controls"): {"status": "success"}}
+    )
     (event,) = run(world, try_number=2)
     assert isinstance(event, TaskSuccessEvent) and world.producer_reads >= 4
 
@@ -171,3 +173,10 @@ def test_a_producer_that_skipped_its_retry_has_each_node_run_alone_in_lineage_or
     (event,) = run(world, upstream=up)
     assert event.payload == {"status": "failed", "reason": "producer_skipped"}
     assert world.task_states == [{up[0]: "success"}]
+
+
+def test_a_runs_shared_state_is_forgotten_once_unused(monkeypatch):
+    dbt_trigger._shared("d", "old-run")
+    monkeypatch.setattr(dbt_trigger, "FORGET_AFTER_S", -1.0)
+    dbt_trigger._shared("d", "new-run")
+    assert ("d", "old-run") not in dbt_trigger._RUNS
