@@ -11,7 +11,8 @@ scheduler with the LocalExecutor, dag-processor, triggerer), first with
 (Cosmos's watcher mode: one `dbt build`, a sensor task per model and per model's tests).
 Both runs start from the same warehouse and data, one after the other in this process, so
 their ratio is what to read on a shared machine (BENCH_AIRFLOW_MODES=models runs one mode only,
-to try a change). Prints, per mode: the DagRun's wall time,
+to try a change; BENCH_AIRFLOW_REUSE=1 reuses the prepared home of an earlier run). Also
+prints the CPU seconds each Airflow component used during the run. Prints, per mode: the DagRun's wall time,
 the dbt part (from the end of `ingest` to the end of `check`, or of `measure` in one task)
 and the build itself (the producer task, or the `measure` task), and writes
 benchmarks/results/airflow-<users>.json. BENCH_DIR (default data/bench) holds the homes.
@@ -61,17 +62,23 @@ def _figures(tis: list[dict], mode: str) -> dict:
 def main() -> None:
     users = int(os.environ.get("BENCH_AIRFLOW_USERS", 20_000))
     base = Path(os.environ.get("BENCH_DIR", REPO / "data" / "bench")).resolve() / f"airflow-{users}"
-    shutil.rmtree(base, ignore_errors=True)
     prepared = base / "prepared"
-    print(f"world: {users:,} users, {world.HISTORY_DAYS} days ({time.strftime('%H:%M:%S')})", flush=True)
-    world.create(prepared, users, seed=1)
     first_day = world.START + dt.timedelta(days=world.HISTORY_DAYS)
-    started = time.perf_counter()
-    nudgeflow_run(prepared, first_day)
-    print(f"first run (in-process, the history measured): {time.perf_counter() - started:.1f}s", flush=True)
-    d = world.next_day_index(prepared)
-    world.write_days(prepared, range(d, d + 1), 1)
     day = first_day + dt.timedelta(days=1)
+    if os.environ.get("BENCH_AIRFLOW_REUSE") and (prepared / ".ready").exists():
+        print(f"world: {users:,} users, reused from {prepared}", flush=True)
+        for mode in MODES:
+            shutil.rmtree(base / mode, ignore_errors=True)
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+        print(f"world: {users:,} users, {world.HISTORY_DAYS} days ({time.strftime('%H:%M:%S')})", flush=True)
+        world.create(prepared, users, seed=1)
+        started = time.perf_counter()
+        nudgeflow_run(prepared, first_day)
+        print(f"first run (in-process, the history measured): {time.perf_counter() - started:.1f}s", flush=True)
+        d = world.next_day_index(prepared)
+        world.write_days(prepared, range(d, d + 1), 1)
+        (prepared / ".ready").touch()
     logical = dt.datetime.combine(day - dt.timedelta(days=1), dt.time(21), tzinfo=dt.UTC).isoformat()
     results = {"users": users, "day": day.isoformat(), "modes": {}}
     modes = [m for m in os.environ.get("BENCH_AIRFLOW_MODES", ",".join(MODES)).split(",") if m]
@@ -85,8 +92,11 @@ def main() -> None:
         with LocalAirflow(home, [REPO / "dags" / "nudgeflow_daily.py"], env=env) as airflow:
             airflow.start()
             airflow.wait_parsed(DAG_ID)
+            cpu_before = airflow.cpu_seconds()
             state = airflow.run(DAG_ID, f"bench_{mode}", logical, timeout=3600)
+            cpu = {k: round(v - cpu_before[k], 1) for k, v in airflow.cpu_seconds().items()}
             figures = {"state": state, **_figures(airflow.task_instances(DAG_ID, f"bench_{mode}"), mode)}
+            figures["cpu_s"] = cpu  # per component during the run; the scheduler's includes its tasks'
         results["modes"][mode] = figures
         print(f"{mode:>6}: {json.dumps(figures)}", flush=True)
     table = "\n| users | dbt as | tasks | DagRun s | dbt part s | build s |\n|---|---|---|---|---|---|\n" + "\n".join(

@@ -170,6 +170,27 @@ class LocalAirflow:
             raise AirflowError(f"creating the pool {POOL}: {status} {body}")
         return self
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) each component's process tree has used so far, its
+        ended children (task processes, for the scheduler) included: read from /proc."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # ended meanwhile
+                stats[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / ticks)
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _) in stats.items():
+            children.setdefault(parent, []).append(pid)
+
+        def tree(pid: int) -> float:
+            return stats.get(pid, (0, 0.0))[1] + sum(tree(c) for c in children.get(pid, []))
+
+        return {name: round(tree(proc.pid), 1) for name, proc in zip(COMPONENTS, self.processes)}
+
     def __enter__(self) -> LocalAirflow:
         return self
 
