@@ -73,6 +73,22 @@ def dbt_environment(context: Any, operator: Any) -> None:
     _held.enter_context(home_lock(home, f"dbt for {day}", progress=print))
 
 
+def keep_manifest(project_dir: str, **_: Any) -> None:
+    """Cosmos callback after each dbt command of the group (in a temporary copy of the project):
+    its manifest (compiled SQL, lineage) goes to HOME/.dbt/target, where `check` makes the dbt
+    docs from it without compiling the project again (steps/measure.publish_dbt_docs)."""
+    from nudgeflow.config import resolve_home
+
+    manifest = Path(project_dir) / "target" / "manifest.json"
+    if not manifest.exists():
+        return  # dbt failed before writing it: `check` does not run, or compiles
+    target = Path(resolve_home(None)) / ".dbt" / "target"
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = target / f".manifest.json.{os.getpid()}.tmp"
+    shutil.copyfile(manifest, tmp)
+    os.replace(tmp, target / "manifest.json")
+
+
 def release(context: Any, result: Any = None) -> None:
     """post_execute: let go of the home's lock (a failed task lets go when its process ends)."""
     _held.close()
@@ -106,7 +122,7 @@ def dbt_task_group(default_args: dict) -> Any:
             execution_mode=ExecutionMode.WATCHER, invocation_mode=InvocationMode.DBT_RUNNER, dbt_executable_path=dbt
         ),
         render_config=RenderConfig(load_method=LoadMode.DBT_LS, exclude=["resource_type:unit_test"]),
-        operator_args={"interceptors": [dbt_environment], "post_execute": release},
+        operator_args={"interceptors": [dbt_environment], "post_execute": release, "callback": keep_manifest},
         default_args={**default_args, "pool": "default_pool"},
     )
     for task in group.iter_tasks():

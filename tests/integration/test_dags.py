@@ -266,3 +266,20 @@ def test_the_producer_pushes_a_nodes_status_once_at_node_finished(tmp_path, monk
     assert pushed == []  # the result line is dbt's last word before NodeFinished
     parse(event("NodeFinished", "success"), {"context": {"ti": ti}, "project_dir": str(tmp_path)})
     assert pushed == ["model__nudgeflow__catalogue_dbt_event", "model__nudgeflow__catalogue_status"]
+
+
+def test_the_builds_manifest_is_kept_for_checks_docs(tmp_path, monkeypatch):
+    """Cosmos's callback after the producer's build (in a temporary copy of the project) puts
+    its manifest where `check` makes the docs from it without compiling again."""
+    from nudgeflow.airflow_dbt import keep_manifest
+
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("NUDGEFLOW_HOME", str(tmp_path / "home"))
+    copy = tmp_path / "copy"
+    keep_manifest(str(copy))  # dbt failed before writing one: nothing to keep
+    assert not (tmp_path / "home" / ".dbt").exists()
+    (copy / "target").mkdir(parents=True)
+    (copy / "target" / "manifest.json").write_text('{"nodes": {}}')
+    keep_manifest(str(copy), context={})
+    kept = tmp_path / "home" / ".dbt" / "target" / "manifest.json"
+    assert kept.read_text() == '{"nodes": {}}' and [p.name for p in kept.parent.iterdir()] == ["manifest.json"]

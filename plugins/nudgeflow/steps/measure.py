@@ -131,13 +131,16 @@ def dbt_build(
     return run_dbt(dbt_args("build", home, settings, *extra), home, as_of, progress)
 
 
-def publish_dbt_docs(home: Path, settings: Settings, as_of_time: dt.datetime, *, compiled: bool) -> Path:
+def publish_dbt_docs(home: Path, settings: Settings, as_of_time: dt.datetime, *, compiled: bool | None) -> Path:
     """`dbt docs generate` (lineage, every model and column), copied to HOME/published/dbt-docs/
-    for the Airflow UI (nudgeflow/ui.py) and anyone with a browser. ``compiled``: this process's
-    build has just written the manifest under HOME/.dbt/target, so it need not compile again
-    (Cosmos's build in Airflow writes its own, in a temporary copy of the project)."""
+    for the Airflow UI (nudgeflow/ui.py) and anyone with a browser. ``compiled``: the build has
+    just written its manifest (compiled SQL, lineage) to HOME/.dbt/target, so the docs need not
+    compile the project again (with --no-compile dbt reads that manifest); None: if there is
+    one (Cosmos's producer leaves its build's there, `airflow_dbt.keep_manifest`)."""
     import shutil
 
+    if compiled is None:
+        compiled = (Path(home) / ".dbt" / "target" / "manifest.json").exists()
     extra = ["--no-compile"] if compiled else []
     run_dbt(dbt_args("docs generate", home, settings, *extra), home, as_of_time)
     target, out = Path(home) / ".dbt" / "target", Path(home) / "published" / "dbt-docs"
@@ -173,7 +176,7 @@ def step_measure(home: Path, day: dt.date, progress: Callable[[str], None] | Non
 
 
 def step_check(
-    home: Path, day: dt.date, progress: Callable[[str], None] | None = None, *, compiled: bool = False
+    home: Path, day: dt.date, progress: Callable[[str], None] | None = None, *, compiled: bool | None = None
 ) -> dict:
     """After the dbt build for D (in-process above, or Cosmos's tasks in Airflow): the
     accounting of landed rows, the refusal to plan from stale data, and the dbt docs site."""
