@@ -14,7 +14,11 @@ def dagbag(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("AIRFLOW_HOME", str(tmp_path_factory.mktemp("airflow")))
     monkeypatch_module.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     # no metadata DB here: Cosmos renders with `dbt ls` each time instead of caching it in a Variable
+    # (read when cosmos.settings is first imported, so set on the module too if it already was)
     monkeypatch_module.setenv("AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS", "False")
+    import cosmos.settings
+
+    monkeypatch_module.setattr(cosmos.settings, "enable_cache_dbt_ls", False)
     from airflow.dag_processing.dagbag import DagBag
 
     prod = DagBag(dag_folder=str(DAGS))
