@@ -110,13 +110,14 @@
     An event exactly at t is post; one at t - window is pre; one at t + window is outside.
     A pair with no events has y_pre = y_post = 0. `sides` picks the columns: ['pre'] for the
     candidates that are only ranked on y_pre, ['post'] for the controls kept after it; the
-    columns of `carry` are passed through (their value for the pair).
+    columns of `carry` are passed through (their value for the pair); `events_where`, a
+    condition on the events (event_ts), can narrow them to those the pairs can reach (a slice).
 
     The events are joined on (user_id, time bucket), the buckets being window_hours / 2 long,
     and each pair is unnested into the 2 to 5 buckets its windows overlap: the join then reads
     about 1.5 windows of the user's events per side instead of all the user's events of the
     batch (a first run's whole history), and stays one equi-join on every engine. -#}
-{% macro decayed_outcomes(pairs, sides=['pre', 'post'], carry=[]) -%}
+{% macro decayed_outcomes(pairs, sides=['pre', 'post'], carry=[], events_where=none) -%}
     {%- set window_us = (var('window_hours') * 3600000000) | int -%}
     {%- set bucket_us = [window_us // 2, 1] | max -%}
     {%- set lo = ('pairs.sent_us - ' ~ window_us) if 'pre' in sides else 'pairs.sent_us' -%}
@@ -161,6 +162,9 @@
             event_ts,
             {{ int_div(epoch_us('event_ts'), bucket_us) }} as time_bucket
         from {{ ref('int_events__in_windows') }}
+        {%- if events_where %}
+        where {{ events_where }}
+        {%- endif %}
     ) as events
         on events.user_id = pairs.user_id
         and events.time_bucket = pairs.time_bucket

@@ -1,4 +1,8 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized=sliced_table(),
+    slice_from='int_sends__to_measure',
+    slice_by="date_trunc('day', sent_ts)",
+) }}
 {%- set pre_match = var('pre_match_candidates') | int %}
 -- Step 3, the controls' outcomes: Y_pre and Y_post of every control user of a send, at the
 -- same send time t and with the same formula and weights as the treated user's
@@ -12,6 +16,8 @@
 -- also had the treated user's outcome in the pre window: their change then carries the same
 -- regression to the mean as the treated user's, which the difference in differences removes.
 -- The candidates get y_pre only; y_post is computed for the k kept (a tenth of them or less).
+-- Built one slice of send days at a time, like int_sends__controls (macros/sliced_table.sql):
+-- the spread groups sends of the same t, so of the same day.
 with controls as (
     select
         controls.send_id,
@@ -24,6 +30,9 @@ with controls as (
     from {{ ref('int_sends__controls') }} as controls
     inner join {{ ref('int_sends__to_measure') }} as to_measure
         on to_measure.send_id = controls.send_id
+    where
+        {{ in_slice("date_trunc('day', controls.sent_ts)") }}
+        and {{ in_slice("date_trunc('day', to_measure.sent_ts)") }}
 ),
 
 {%- if pre_match > 0 %}
@@ -31,7 +40,8 @@ with controls as (
 -- the candidates are ranked on y_pre only: y_post is computed for the k kept below
 candidate_outcomes as (
     {{ decayed_outcomes(
-        'controls', sides=['pre'], carry=['sent_ts', 'weights_as_of', 'distance', 'control_rank', 'is_placebo']
+        'controls', sides=['pre'], carry=['sent_ts', 'weights_as_of', 'distance', 'control_rank', 'is_placebo'],
+        events_where=near_slice('event_ts', var('window_hours')),
     ) }}
 ),
 
@@ -80,7 +90,7 @@ nearest as (
 ),
 
 post_outcomes as (
-    {{ decayed_outcomes('nearest', sides=['post']) }}
+    {{ decayed_outcomes('nearest', sides=['post'], events_where=near_slice('event_ts', var('window_hours'))) }}
 ),
 
 kept as (
@@ -97,7 +107,7 @@ kept as (
 {%- else %}
 
 kept as (
-    {{ decayed_outcomes('controls') }}
+    {{ decayed_outcomes('controls', events_where=near_slice('event_ts', var('window_hours'))) }}
 ),
 {%- endif %}
 
