@@ -4,12 +4,12 @@
 
         {{ config(materialized=sliced_table(), slice_from='a_model', slice_by='an expression') }}
 
-    and filters its inputs with `where {{ in_slice('the same expression') }}`. The slices are
-    runs of consecutive values of slice_by over ref(slice_from), each holding at most
+    and filters its inputs with in_slice, near_slice, slice_has_day. The slices are runs of
+    consecutive values of slice_by over ref(slice_from), each holding at most
     var('measure_slice_sends') rows of it (at least one value): the table is created from the
     first slice and each other slice is inserted, in one transaction, then swapped in like a
     table. So a slice's rows must depend only on the inputs of its own values (the controls of
-    the sends of its days). A daily run (one or two send days) is one slice.
+    the sends of its hours). A daily run (one or two send days) is one or two slices.
     sliced_table() dispatches: DuckDB builds in slices, Spark (and the default) a plain table,
     on which in_slice is always true. -#}
 
@@ -24,15 +24,34 @@
     cast('9999-12-31 00:00:00' as timestamp) /* nudgeflow slice hi */
 {%- endmacro %}
 
-{#- Whether the timestamp expression is in the slice being built (always true in a plain table). -#}
-{% macro in_slice(expression) -%}
-    ({{ expression }} >= {{ _slice_lo() }} and {{ expression }} < {{ _slice_hi() }})
+{#- Whether the timestamp is in the slice being built (always true in a plain table). The
+    slices' bounds are values of slice_by: when slice_by truncates a column (an hour, a day),
+    filtering the column itself is the same and lets DuckDB skip row groups by their ranges. -#}
+{% macro in_slice(ts) -%}
+    {%- if config.get('materialized') == 'sliced_table' -%}
+        ({{ ts }} >= {{ _slice_lo() }} and {{ ts }} < {{ _slice_hi() }})
+    {%- else -%}
+        true
+    {%- endif -%}
 {%- endmacro %}
 
-{#- Whether the timestamp ts is within `hours_` hours of the slice being built: the events a
-    window of that length around a time of the slice can reach (always true in a plain table). -#}
+{#- Whether the timestamp is in the slice widened by `hours_` hours on both sides: the events a
+    window of that length around a time of the slice can reach. -#}
 {% macro near_slice(ts, hours_) -%}
-    ({{ ts }} + {{ hours(hours_) }} >= {{ _slice_lo() }} and {{ ts }} - {{ hours(hours_) }} < {{ _slice_hi() }})
+    {%- if config.get('materialized') == 'sliced_table' -%}
+        ({{ ts }} >= {{ _slice_lo() }} - {{ hours(hours_) }} and {{ ts }} < {{ _slice_hi() }} + {{ hours(hours_) }})
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Whether the day (a timestamp at 00:00) holds times of the slice being built. -#}
+{% macro slice_has_day(day) -%}
+    {%- if config.get('materialized') == 'sliced_table' -%}
+        ({{ day }} >= date_trunc('day', {{ _slice_lo() }}) and {{ day }} < {{ _slice_hi() }})
+    {%- else -%}
+        true
+    {%- endif -%}
 {%- endmacro %}
 
 {#- The slices of the model being built: a list of (lo, hi) SQL literals, lo inclusive, hi

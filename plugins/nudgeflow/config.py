@@ -143,10 +143,10 @@ class Settings:
     )
     pre_match_weight: float = setting(4.0, "weight of the standardised Y_pre difference in that distance", ge=0)
     measure_slice_sends: int = setting(
-        500_000,
-        "the controls of a first run or a remeasure are built in slices of whole send days, each "
-        "with at most this many sends (one day at least): it bounds the memory and the spill of "
-        "the candidate ranking (a daily run is one slice); the rows do not depend on it",
+        200_000,
+        "the controls of a first run or a remeasure are built in slices of whole send hours, each "
+        "with at most this many sends (one hour at least): it bounds the memory and the spill of "
+        "the candidates' ranking and outcomes (a daily run at 1M users is two slices); the rows do not depend on it",
         unit="sends",
         ge=1,
     )

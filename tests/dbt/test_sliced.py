@@ -1,5 +1,5 @@
-"""The controls built in slices of send days (macros/sliced_table.sql, measure_slice_sends) are
-the controls built in one statement: a first run with one send day per slice gives the same
+"""The controls built in slices of send hours (macros/sliced_table.sql, measure_slice_sends) are
+the controls built in one statement: a first run with one send hour per slice gives the same
 int_sends__controls, int_sends__outcomes_controls and marts as one slice."""
 
 from __future__ import annotations
@@ -49,20 +49,20 @@ def homes(tmp_path_factory):
     return whole, sliced
 
 
-def test_the_history_was_built_in_one_slice_and_in_one_per_send_day(homes):
+def test_the_history_was_built_in_one_slice_and_in_one_per_send_hour(homes):
     whole, sliced = homes
     con = duckdb.connect(str(sliced / "warehouse.duckdb"), read_only=True)
     try:
-        days = con.sql(
-            "select count(distinct date_trunc('day', sent_ts)) from intermediate.int_sends__to_measure"
-        ).fetchone()[0]
+        hours = con.sql(
+            "select count(distinct date_trunc('hour', sent_ts)) from intermediate.int_sends__to_measure"
+        ).fetchall()[0][0]
     finally:
         con.close()
-    assert days >= 3
+    assert hours >= 3
     whole_log, sliced_log = ((h / ".dbt" / "logs" / "dbt.log").read_text() for h in homes)
     for model in ("int_sends__controls", "int_sends__outcomes_controls"):
         assert f"{model}: slice 1 of 1 " in whole_log
-        assert f"{model}: slice {days} of {days} " in sliced_log, "one slice per send day"
+        assert f"{model}: slice {hours} of {hours} " in sliced_log, "one slice per send hour"
 
 
 def test_sliced_controls_are_the_controls_of_one_slice(homes):

@@ -1,7 +1,7 @@
 {{ config(
     materialized=sliced_table(),
     slice_from='int_sends__to_measure',
-    slice_by="date_trunc('day', sent_ts)",
+    slice_by="date_trunc('hour', sent_ts)",
 ) }}
 {%- set pre_match = var('pre_match_candidates') | int %}
 {%- set n_candidates = [var('neighbours') | int, pre_match] | max %}
@@ -15,7 +15,7 @@
 -- Ties are broken by md5(user_id), then user_id. A send may get fewer than k controls.
 -- Each candidate's sends near the send's day are checked as one short list per (day, user)
 -- (no pairwise join with sends) and the k nearest are kept by a ranking window.
--- Built one slice of send days at a time (macros/sliced_table.sql, measure_slice_sends): a
+-- Built one slice of send hours at a time (macros/sliced_table.sql, measure_slice_sends): a
 -- send's controls depend only on its day's pool and on sends within window_hours of it.
 -- Options (evaluated by `nudgeflow evaluate measurement`, docs/measurement.md):
 --   control_pool 'group' (default 'cell'): candidates from the treated user's (UTC offset x
@@ -31,7 +31,7 @@ with to_score as (
         date_trunc('day', sent_ts) as feature_date,
         {{ epoch_us('sent_ts') }} as sent_us
     from {{ ref('int_sends__to_measure') }}
-    where {{ in_slice("date_trunc('day', sent_ts)") }}
+    where {{ in_slice('sent_ts') }}
 ),
 
 -- the pool a control is drawn from (the treated user's cell, or with control_pool 'group' the
@@ -63,7 +63,7 @@ pools {{ materialized_cte() }} (
     left join {{ ref('int_users__send_times') }} as send_times
         on send_times.user_id = pools.user_id
     where
-        {{ in_slice('pools.feature_date') }}
+        {{ slice_has_day('pools.feature_date') }}
         and pools.feature_date in (select to_score.feature_date from to_score)
 ),
 
