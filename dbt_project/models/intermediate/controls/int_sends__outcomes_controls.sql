@@ -106,7 +106,9 @@ nearest as (
 ),
 
 post_outcomes as (
-    {{ decayed_outcomes('nearest', sides=['post'], events_where=near_slice('event_ts', var('window_hours'))) }}
+    {{ decayed_outcomes(
+        'nearest', sides=['post'], events_where=near_slice('event_ts', var('window_hours'))
+    ) }}
 ),
 
 kept as (
