@@ -429,6 +429,25 @@
     as
 {%- endmacro %}
 
+{#- A number unique per row of a `materialized_cte()`, to join its rows back by an integer. DuckDB
+    numbers the rows as they come (the CTE is computed once); Spark plans CTEs inline and wants an
+    order for row_number, so it numbers them in the order of `columns`, which must be unique. -#}
+{% macro row_key(columns) -%}
+    {{ return(adapter.dispatch('row_key')(columns)) }}
+{%- endmacro %}
+
+{% macro default__row_key(columns) -%}
+    {{ _not_portable('row_key') }}
+{%- endmacro %}
+
+{% macro duckdb__row_key(columns) -%}
+    row_number() over ()
+{%- endmacro %}
+
+{% macro spark__row_key(columns) -%}
+    row_number() over (order by {{ columns | join(', ') }})
+{%- endmacro %}
+
 {#- The materialization of a model built in slices (macros/sliced_table.sql): DuckDB builds
     one slice of its inputs at a time, to bound memory and spill; Spark plans a plain table
     (its shuffles bound each task's memory, and in_slice is then always true). -#}

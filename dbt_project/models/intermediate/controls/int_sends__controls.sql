@@ -82,7 +82,7 @@ treated {{ materialized_cte() }} (
         pools.z_goals,
         pools.z_active_days,
         pools.z_recency,
-        row_number() over () as send_key
+        {{ row_key(['to_score.send_id']) }} as send_key
     from to_score
     inner join pools
         on pools.user_id = to_score.user_id

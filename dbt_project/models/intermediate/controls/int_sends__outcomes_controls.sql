@@ -21,7 +21,7 @@
 -- pair_key numbers the (send, candidate) pairs of the slice: their outcomes are grouped by it.
 with controls {{ materialized_cte() }} (
     select
-        row_number() over () as pair_key,
+        {{ row_key(['controls.send_id', 'controls.control_rank']) }} as pair_key,
         controls.send_id,
         controls.control_user_id as user_id,
         controls.sent_ts,
