@@ -28,6 +28,9 @@ Settings (environment):
   BENCH_FIRST_DUCKDB_SETTINGS   the same for the first run only (to get a history measured when the
                              product's own plan cannot, and then time the daily run as it is)
   BENCH_TAG                  results go to benchmarks/results/<size>-<tag>.json (for variants)
+  BENCH_STEPS=ingest,measure,priors,sample,match,schedule   the steps of each run (e.g. ingest,measure:
+                             the measure step's figures at L without the long match step); the
+                             others are reported "skipped" and do not stop the daily run
   BENCH_DIR=data/bench       where the homes go (removed after each size unless BENCH_KEEP=1)
 """
 
@@ -74,6 +77,9 @@ class Settings:
         self.keep = env.get("BENCH_KEEP", "0") not in ("", "0", "false", "no")
         self.results = HERE / "results"
         self.tag = env.get("BENCH_TAG", "").strip()
+        self.steps = [s.strip() for s in env.get("BENCH_STEPS", ",".join(STEPS)).split(",") if s.strip()]
+        if set(self.steps) - set(STEPS) or not {"ingest", "measure"} <= set(self.steps):
+            raise SystemExit(f"BENCH_STEPS: steps of {', '.join(STEPS)}, ingest and measure included")
 
     def results_path(self, size: str) -> Path:
         return self.results / (f"{size}-{self.tag}.json" if self.tag else f"{size}.json")
@@ -106,6 +112,9 @@ def _run_day(cfg: Settings, home: Path, day: dt.date, tag: str, duckdb: dict) ->
     for step in STEPS:
         if blocked:
             stages.append({"label": step, "status": f"not run ({blocked})", "seconds": None, "peak_gib": None})
+            continue
+        if step not in cfg.steps:
+            stages.append({"label": step, "status": "skipped (BENCH_STEPS)", "seconds": None, "peak_gib": None})
             continue
         spec = {"kind": "step", "step": step, "day": day.isoformat()}
         outcome = _guarded(cfg, home, f"{tag}-{step}", spec, duckdb)
@@ -200,7 +209,9 @@ def bench_size(cfg: Settings, size: str) -> dict:
 
 
 def _all_ok(run: dict) -> bool:
-    return bool(run.get("stages")) and all(s["status"] == "ok" for s in run["stages"])
+    return bool(run.get("stages")) and all(
+        s["status"] == "ok" or s["status"].startswith("skipped") for s in run["stages"]
+    )
 
 
 def _du(path: Path) -> int:
@@ -361,7 +372,11 @@ def _decisions(out: dict) -> list[str]:
 def report_scaling(results: dict) -> list[str]:
     """M -> L cost per event of the daily run, when both ran to the end."""
     m, l = results.get("M"), results.get("L")
-    if not (m and l and _all_ok(m.get("daily_run", {})) and _all_ok(l.get("daily_run", {}))):
+
+    def whole(run) -> bool:  # every step ran (none skipped by BENCH_STEPS)
+        return _all_ok(run) and all(s["status"] == "ok" for s in run["stages"])
+
+    if not (m and l and whole(m.get("daily_run", {})) and whole(l.get("daily_run", {}))):
         return []
 
     def per_event(out):

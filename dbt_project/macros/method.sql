@@ -110,13 +110,17 @@
     An event exactly at t is post; one at t - window is pre; one at t + window is outside.
     A pair with no events has y_pre = y_post = 0. `sides` picks the columns: ['pre'] for the
     candidates that are only ranked on y_pre, ['post'] for the controls kept after it; the
-    columns of `carry` are passed through (their value for the pair).
+    columns of `carry` are passed through (their value for the pair); `events_where`, a
+    condition on the events (event_ts), can narrow them to those the pairs can reach (a slice);
+    `key`, a column of `pairs` unique per pair (an integer), groups by it instead of
+    (send_id, user_id) and is the output's key (cheaper than two text columns).
 
     The events are joined on (user_id, time bucket), the buckets being window_hours / 2 long,
     and each pair is unnested into the 2 to 5 buckets its windows overlap: the join then reads
     about 1.5 windows of the user's events per side instead of all the user's events of the
     batch (a first run's whole history), and stays one equi-join on every engine. -#}
-{% macro decayed_outcomes(pairs, sides=['pre', 'post'], carry=[]) -%}
+{% macro decayed_outcomes(pairs, sides=['pre', 'post'], carry=[], events_where=none, key=none) -%}
+    {%- set keys = [key] if key else ['send_id', 'user_id'] -%}
     {%- set window_us = (var('window_hours') * 3600000000) | int -%}
     {%- set bucket_us = [window_us // 2, 1] | max -%}
     {%- set lo = ('pairs.sent_us - ' ~ window_us) if 'pre' in sides else 'pairs.sent_us' -%}
@@ -126,8 +130,9 @@
         * pow(2.0, -abs({{ hours_between('pairs.sent_ts', 'events.event_ts') }}) / {{ var('half_life_hours') }})
     {%- endset %}
     select
-        pairs.send_id,
-        pairs.user_id
+        {%- for column in keys %}
+        pairs.{{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
         {%- for column in carry %},
         any_value(pairs.{{ column }}) as {{ column }}
         {%- endfor %}
@@ -139,7 +144,9 @@
         {%- endif %}
     from (
         select
-            send_id,
+            {%- for column in keys if column != 'user_id' %}
+            {{ column }},
+            {%- endfor %}
             user_id,
             sent_ts,
             weights_as_of,
@@ -161,6 +168,9 @@
             event_ts,
             {{ int_div(epoch_us('event_ts'), bucket_us) }} as time_bucket
         from {{ ref('int_events__in_windows') }}
+        {%- if events_where %}
+        where {{ events_where }}
+        {%- endif %}
     ) as events
         on events.user_id = pairs.user_id
         and events.time_bucket = pairs.time_bucket
@@ -169,7 +179,7 @@
     left join {{ ref('event_weights_history') }} as weights
         on weights.weights_as_of = pairs.weights_as_of
         and weights.event_name = events.event_name
-    group by pairs.send_id, pairs.user_id
+    group by {% for column in keys %}pairs.{{ column }}{{ ', ' if not loop.last }}{% endfor %}
 {%- endmacro %}
 
 {#- The per-user strata of the event weights (Mantel-Haenszel, see event_weights_history),

@@ -311,6 +311,30 @@
     exists({{ list }}, s -> s >= {{ lo }} and s < {{ hi }})
 {%- endmacro %}
 
+{#- The elements of a list of send times in [lo, hi), in their order; null if there are none
+    (or for a null list). -#}
+{% macro filter_in_window(list, lo, hi) -%}
+    {{ return(adapter.dispatch('filter_in_window')(list, lo, hi)) }}
+{%- endmacro %}
+
+{% macro default__filter_in_window(list, lo, hi) -%}
+    {{ _not_portable('filter_in_window') }}
+{%- endmacro %}
+
+{% macro duckdb__filter_in_window(list, lo, hi) -%}
+    case
+        when {{ duckdb__any_in_window(list, lo, hi) }}
+            then list_filter({{ list }}, lambda s: s >= {{ lo }} and s < {{ hi }})
+    end
+{%- endmacro %}
+
+{% macro spark__filter_in_window(list, lo, hi) -%}
+    case
+        when {{ spark__any_in_window(list, lo, hi) }}
+            then filter({{ list }}, s -> s >= {{ lo }} and s < {{ hi }})
+    end
+{%- endmacro %}
+
 {#- The largest element of a list of send times in [lo, hi) (null if none). -#}
 {% macro max_in_window(list, lo, hi) -%}
     {{ return(adapter.dispatch('max_in_window')(list, lo, hi)) }}
@@ -403,6 +427,44 @@
 
 {% macro spark__materialized_cte() -%}
     as
+{%- endmacro %}
+
+{#- A number unique per row of a `materialized_cte()`, to join its rows back by an integer. DuckDB
+    numbers the rows as they come (the CTE is computed once); Spark plans CTEs inline and wants an
+    order for row_number, so it numbers them in the order of `columns`, which must be unique. -#}
+{% macro row_key(columns) -%}
+    {{ return(adapter.dispatch('row_key')(columns)) }}
+{%- endmacro %}
+
+{% macro default__row_key(columns) -%}
+    {{ _not_portable('row_key') }}
+{%- endmacro %}
+
+{% macro duckdb__row_key(columns) -%}
+    row_number() over ()
+{%- endmacro %}
+
+{% macro spark__row_key(columns) -%}
+    row_number() over (order by {{ columns | join(', ') }})
+{%- endmacro %}
+
+{#- The materialization of a model built in slices (macros/sliced_table.sql): DuckDB builds
+    one slice of its inputs at a time, to bound memory and spill; Spark plans a plain table
+    (its shuffles bound each task's memory, and in_slice is then always true). -#}
+{% macro sliced_table() -%}
+    {{ return(adapter.dispatch('sliced_table')()) }}
+{%- endmacro %}
+
+{% macro default__sliced_table() -%}
+    {{ _not_portable('sliced_table') }}
+{%- endmacro %}
+
+{% macro duckdb__sliced_table() -%}
+    {{ return('sliced_table') }}
+{%- endmacro %}
+
+{% macro spark__sliced_table() -%}
+    {{ return('table') }}
 {%- endmacro %}
 
 {#- Each row of `observed` (user_id, event_name, event_ts) with next_goal_ts, the first goal_ts

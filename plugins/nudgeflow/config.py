@@ -142,6 +142,14 @@ class Settings:
         30, "controls: the k nearest on features and Y_pre among this many (0: features only)", ge=0
     )
     pre_match_weight: float = setting(4.0, "weight of the standardised Y_pre difference in that distance", ge=0)
+    measure_slice_sends: int = setting(
+        200_000,
+        "the controls of a first run or a remeasure are built in slices of whole send hours, each "
+        "with at most this many sends (one hour at least): it bounds the memory and the spill of "
+        "the candidates' ranking and outcomes (a daily run at 1M users is two slices); the rows do not depend on it",
+        unit="sends",
+        ge=1,
+    )
     placebo_sends: int = setting(
         0,
         "per weights date, this many sends get a placebo: a user not messaged at that time, "

@@ -1,4 +1,8 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized=sliced_table(),
+    slice_from='int_sends__to_measure',
+    slice_by="date_trunc('hour', sent_ts)",
+) }}
 {%- set pre_match = var('pre_match_candidates') | int %}
 -- Step 3, the controls' outcomes: Y_pre and Y_post of every control user of a send, at the
 -- same send time t and with the same formula and weights as the treated user's
@@ -12,8 +16,12 @@
 -- also had the treated user's outcome in the pre window: their change then carries the same
 -- regression to the mean as the treated user's, which the difference in differences removes.
 -- The candidates get y_pre only; y_post is computed for the k kept (a tenth of them or less).
-with controls as (
+-- Built one slice of send hours at a time, like int_sends__controls (macros/sliced_table.sql):
+-- the spread groups sends of the same t, so of the same hour.
+-- pair_key numbers the (send, candidate) pairs of the slice: their outcomes are grouped by it.
+with controls {{ materialized_cte() }} (
     select
+        {{ row_key(['controls.send_id', 'controls.control_rank']) }} as pair_key,
         controls.send_id,
         controls.control_user_id as user_id,
         controls.sent_ts,
@@ -24,15 +32,33 @@ with controls as (
     from {{ ref('int_sends__controls') }} as controls
     inner join {{ ref('int_sends__to_measure') }} as to_measure
         on to_measure.send_id = controls.send_id
+    where
+        {{ in_slice('controls.sent_ts') }}
+        and {{ in_slice('to_measure.sent_ts') }}
 ),
 
 {%- if pre_match > 0 %}
 
 -- the candidates are ranked on y_pre only: y_post is computed for the k kept below
-candidate_outcomes as (
+candidate_pre as (
     {{ decayed_outcomes(
-        'controls', sides=['pre'], carry=['sent_ts', 'weights_as_of', 'distance', 'control_rank', 'is_placebo']
+        'controls', sides=['pre'], key='pair_key', events_where=near_slice('event_ts', var('window_hours'))
     ) }}
+),
+
+candidate_outcomes as (
+    select
+        controls.send_id,
+        controls.user_id,
+        controls.sent_ts,
+        controls.weights_as_of,
+        controls.distance,
+        controls.control_rank,
+        controls.is_placebo,
+        candidate_pre.y_pre
+    from controls
+    inner join candidate_pre
+        on candidate_pre.pair_key = controls.pair_key
 ),
 
 treated_outcomes as (
@@ -80,7 +106,9 @@ nearest as (
 ),
 
 post_outcomes as (
-    {{ decayed_outcomes('nearest', sides=['post']) }}
+    {{ decayed_outcomes(
+        'nearest', sides=['post'], events_where=near_slice('event_ts', var('window_hours'))
+    ) }}
 ),
 
 kept as (
@@ -97,7 +125,7 @@ kept as (
 {%- else %}
 
 kept as (
-    {{ decayed_outcomes('controls') }}
+    {{ decayed_outcomes('controls', events_where=near_slice('event_ts', var('window_hours'))) }}
 ),
 {%- endif %}
 

@@ -1,4 +1,8 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized=sliced_table(),
+    slice_from='int_sends__to_score',
+    slice_by="date_trunc('day', sent_ts)",
+) }}
 -- Step 3 (controls), the users at each feature date d this run needs: d = as_of (for the
 -- Python steps, int_user_features) and d = the day of each send of the batch,
 -- date_trunc('day', sent_ts), so that a send's controls are matched on behaviour before the
@@ -16,20 +20,22 @@
 -- by Euclidean distance on the z-scores of ln(1 + n_events_28d), ln(1 + n_goal_28d),
 -- active_days_28d and days_since_last_event (capped at feature_window_days; the *_28d columns keep
 -- their names whatever the window).
+-- Built one slice of feature dates at a time (macros/sliced_table.sql, measure_slice_sends): a
+-- date's rows depend only on the data before it and on the users of that date.
 {%- set feature_days = var('feature_window_days') | int %}
 with feature_dates as (
-    select cast({{ as_of() }} as timestamp) as feature_date
-    union
-    select distinct date_trunc('day', sent_ts) as feature_date
-    from {{ ref('int_sends__to_score') }}
+    select feature_date
+    from (
+        select cast({{ as_of() }} as timestamp) as feature_date
+        union
+        select distinct date_trunc('day', sent_ts) as feature_date
+        from {{ ref('int_sends__to_score') }}
+    ) as all_dates
+    where {{ in_slice('feature_date') }}
 ),
 
 users as (
     select * from {{ ref('stg_raw__users') }}
-),
-
-events as (
-    select * from {{ ref('stg_raw__events') }}
 ),
 
 consents as (
@@ -42,20 +48,7 @@ sends as (
 
 -- one row per user and UTC day with events
 user_days as (
-    select
-        user_id,
-        date_trunc('day', event_ts) as event_day,
-        count(*) as n_events,
-        count(*) filter (where event_name = {{ sql_text(var('goal_event')) }}) as n_goal,
-        max(event_ts) as last_event_ts,
-        -- the events' UTC hours of day as angles, summed (their circular mean is the activity hour)
-        sum(sin(2 * pi() * (hour(event_ts) + minute(event_ts) / 60) / 24)) as sin_hour,
-        sum(cos(2 * pi() * (hour(event_ts) + minute(event_ts) / 60) / 24)) as cos_hour
-    from events
-    where
-        event_ts >= (select min(feature_dates.feature_date) from feature_dates)
-        - interval {{ feature_days }} day
-    group by user_id, date_trunc('day', event_ts)
+    select * from {{ ref('int_user_days') }}
 ),
 
 activity as (
@@ -78,8 +71,8 @@ activity as (
 first_seen as (
     select
         user_id,
-        min(event_ts) as first_seen_ts
-    from events
+        min(first_event_ts) as first_seen_ts
+    from user_days
     group by user_id
 ),
 

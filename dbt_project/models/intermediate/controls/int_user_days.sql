@@ -1,0 +1,24 @@
+{{ config(materialized='table') }}
+-- Step 3 (controls), one row per user and UTC day with events before as_of: what
+-- int_user_features__dated sums over each feature date's window, computed once for all its
+-- dates (and slices): the day's events and goal events, its first and last event time, and the
+-- events' UTC hours of day as angles, summed (their circular mean is the activity hour).
+with events as (
+    select * from {{ ref('stg_raw__events') }}
+),
+
+user_days as (
+    select
+        user_id,
+        date_trunc('day', event_ts) as event_day,
+        count(*) as n_events,
+        count(*) filter (where event_name = {{ sql_text(var('goal_event')) }}) as n_goal,
+        min(event_ts) as first_event_ts,
+        max(event_ts) as last_event_ts,
+        sum(sin(2 * pi() * (hour(event_ts) + minute(event_ts) / 60) / 24)) as sin_hour,
+        sum(cos(2 * pi() * (hour(event_ts) + minute(event_ts) / 60) / 24)) as cos_hour
+    from events
+    group by user_id, date_trunc('day', event_ts)
+)
+
+select * from user_days
