@@ -39,14 +39,6 @@ TABLES = {
 }
 
 
-def _tables(home) -> dict[str, pl.DataFrame]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        return {t: con.sql(f"select * from {t} order by {key}").pl() for t, key in TABLES.items()}
-    finally:
-        con.close()
-
-
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory):
     daily = tmp_path_factory.mktemp("daily")
@@ -61,18 +53,18 @@ def homes(tmp_path_factory):
     return daily, full
 
 
-def test_daily_runs_equal_a_full_recompute(homes):
+def test_daily_runs_equal_a_full_recompute(homes, read_tables):
     daily, full = homes
-    a, b = _tables(daily), _tables(full)
+    a, b = read_tables(daily, TABLES), read_tables(full, TABLES)
     assert a["marts.send_outcomes"].height > 300  # the runs scored real sends
     assert a["marts.send_outcomes"]["weights_as_of"].n_unique() >= len(DAILY)
     for table in TABLES:
         assert_frame_equal(a[table], b[table], check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def test_sends_are_scored_with_the_weights_of_their_first_run(homes):
+def test_sends_are_scored_with_the_weights_of_their_first_run(homes, read_tables):
     daily, _ = homes
-    outcomes = _tables(daily)["marts.send_outcomes"]
+    outcomes = read_tables(daily, TABLES)["marts.send_outcomes"]
     day = pl.col("matured_at").dt.truncate("1d")
     expected = pl.when(pl.col("matured_at") == day).then(day).otherwise(day + pl.duration(days=1))
     checked = outcomes.with_columns(expected=expected)
@@ -81,7 +73,7 @@ def test_sends_are_scored_with_the_weights_of_their_first_run(homes):
     assert (checked["weights_as_of"] == checked["expected"]).all()
 
 
-def test_late_events_do_not_rescore_measured_sends(homes, tmp_path):
+def test_late_events_do_not_rescore_measured_sends(homes, read_tables, tmp_path):
     """Policy: a send is measured once, by the first run after it matured, with the data landed
     by then; events that land later (for times before that run) are used by every later
     weight date, feature date and window, but never rescore a measured send. A full refresh
@@ -89,7 +81,7 @@ def test_late_events_do_not_rescore_measured_sends(homes, tmp_path):
     daily, _ = homes
     home = tmp_path / "late"
     shutil.copytree(daily, home, ignore=shutil.ignore_patterns(".dbt"))
-    before = _tables(home)["marts.send_outcomes"]
+    before = read_tables(home, TABLES)["marts.send_outcomes"]
     send = before.sort("sent_ts").row(before.height // 2, named=True)
     late = pl.DataFrame(
         {
@@ -104,7 +96,7 @@ def test_late_events_do_not_rescore_measured_sends(homes, tmp_path):
     next_day = DAILY[-1] + dt.timedelta(days=1)
     step_ingest(home, next_day)
     dbt_build(home, PLACEBOS, as_of(next_day))
-    after = _tables(home)["marts.send_outcomes"]
+    after = read_tables(home, TABLES)["marts.send_outcomes"]
     again = after.filter(pl.col("send_id") == send["send_id"]).row(0, named=True)
     assert again["y_post"] == pytest.approx(send["y_post"])  # frozen
     assert after.height >= before.height

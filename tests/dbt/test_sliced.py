@@ -8,7 +8,6 @@ import datetime as dt
 import shutil
 
 import duckdb
-import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -30,14 +29,6 @@ TABLES = {
 }
 
 
-def _tables(home) -> dict[str, pl.DataFrame]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        return {t: con.sql(f"select * from {t} order by {key}").pl() for t, key in TABLES.items()}
-    finally:
-        con.close()
-
-
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory):
     whole = tmp_path_factory.mktemp("whole")
@@ -50,7 +41,7 @@ def homes(tmp_path_factory):
     return whole, sliced
 
 
-def test_the_history_was_built_in_one_slice_and_in_one_per_send_hour(homes):
+def test_the_history_was_built_in_one_slice_and_in_one_per_send_hour(homes, read_tables):
     whole, sliced = homes
     con = duckdb.connect(str(sliced / "warehouse.duckdb"), read_only=True)
     try:
@@ -69,8 +60,8 @@ def test_the_history_was_built_in_one_slice_and_in_one_per_send_hour(homes):
     assert f"int_user_features__dated: slice {days} of {days} " in sliced_log, "one slice per send day"
 
 
-def test_sliced_controls_are_the_controls_of_one_slice(homes):
-    whole, sliced = (_tables(h) for h in homes)
+def test_sliced_controls_are_the_controls_of_one_slice(homes, read_tables):
+    whole, sliced = (read_tables(h, TABLES) for h in homes)
     for table in TABLES:
         assert whole[table].height > 0, table
         # features and outcomes are parallel sums (1e-14); the controls' distances follow them
