@@ -40,12 +40,38 @@ new_dates as (
     {%- endif %}
 ),
 
+-- the as-of date's strata are event_weight_strata's rows (the same macro, computed once a run);
+-- other new dates (the weights dates of sends not yet scored) get theirs here
+other_dates as (
+    select weights_as_of from new_dates
+    where weights_as_of <> {{ as_of() }}
+),
+
 horizons as (
-    {{ weight_horizons('new_dates') }}
+    {{ weight_horizons('other_dates') }}
 ),
 
 strata as (
-    {{ event_weight_strata('horizons') }}
+    select
+        weights_as_of,
+        user_id,
+        event_name,
+        n_followed,
+        n_not_followed,
+        horizon_us,
+        us_followed
+    from {{ ref('event_weight_strata') }}
+    where weights_as_of in (select new_dates.weights_as_of from new_dates)
+    union all
+    select
+        weights_as_of,
+        user_id,
+        event_name,
+        n_followed,
+        n_not_followed,
+        horizon_us,
+        us_followed
+    from ({{ event_weight_strata('horizons') }}) as other_strata
 ),
 
 counts as (
