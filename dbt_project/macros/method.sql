@@ -242,3 +242,9 @@
         - {{ epoch_us('weights_as_of - ' ~ hours(var('weight_horizon_days') ~ ' * 24')) }} as horizon_us
     from {{ dates }}
 {%- endmacro %}
+
+{#- Step 1's label: an event at event_ts is followed when the user's next goal comes within
+    weight_window_hours, in (event_ts, event_ts + weight_window_hours] (never null). -#}
+{% macro is_followed(next_goal_ts, event_ts) -%}
+    coalesce({{ next_goal_ts }} <= {{ event_ts }} + {{ hours(var('weight_window_hours')) }}, false)
+{%- endmacro %}

@@ -1,10 +1,26 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized=day_table(),
+    incremental_strategy='delete+insert',
+    unique_key='event_day',
+    on_schema_change='fail',
+    pre_hook=day_table_trim(as_of()),
+) }}
 -- Step 3 (controls), one row per user and UTC day with events before as_of: what
 -- int_user_features__dated sums over each feature date's window, computed once for all its
 -- dates (and slices): the day's events and goal events, its first and last event time, and the
 -- events' UTC hours of day as angles, summed (their circular mean is the activity hour).
-with events as (
-    select * from {{ ref('stg_raw__events') }}
+-- Kept by day (macros/day_table.sql): a run aggregates the days since the last one and the
+-- days of late events, not the history.
+with days as (
+    {{ rebuilt_days(as_of(), 0) }}
+),
+
+events as (
+    select events.*
+    from {{ ref('stg_raw__events') }} as events
+    where
+        events.event_ts >= (select min(days.event_day) from days)
+        and date_trunc('day', events.event_ts) in (select days.event_day from days)
 ),
 
 user_days as (
@@ -16,7 +32,8 @@ user_days as (
         min(event_ts) as first_event_ts,
         max(event_ts) as last_event_ts,
         sum(sin(2 * pi() * (hour(event_ts) + minute(event_ts) / 60) / 24)) as sin_hour,
-        sum(cos(2 * pi() * (hour(event_ts) + minute(event_ts) / 60) / 24)) as cos_hour
+        sum(cos(2 * pi() * (hour(event_ts) + minute(event_ts) / 60) / 24)) as cos_hour,
+        {{ loaded_through() }} as loaded_through
     from events
     group by user_id, date_trunc('day', event_ts)
 )

@@ -38,9 +38,7 @@ labelled as (
         event_name,
         event_ts,
         next_goal_ts,
-        coalesce(
-            next_goal_ts <= event_ts + {{ hours(var('weight_window_hours')) }}, false
-        ) as is_followed
+        {{ is_followed('next_goal_ts', 'event_ts') }} as is_followed
     from with_next_goal
 )
 

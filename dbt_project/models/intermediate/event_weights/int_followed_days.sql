@@ -1,0 +1,49 @@
+{{ config(
+    materialized=day_table(),
+    incremental_strategy='delete+insert',
+    unique_key='event_day',
+    on_schema_change='fail',
+    pre_hook=day_table_trim(as_of() ~ ' - ' ~ hours(var('weight_window_hours'))),
+) }}
+-- Step 1 of the method (event weights), the followed time by day: per user and UTC day before
+-- as_of - weight_window_hours, the microseconds of the day (up to that cutoff) in which an
+-- event would be followed, the user's intervals [followed_from, goal_ts) of
+-- int_goals__followed_time cut at the day's bounds. event_weight_strata sums the days of the
+-- as-of horizon. Kept by day (macros/day_table.sql): a late goal changes the days up to
+-- weight_window_hours before it.
+{%- set cutoff = as_of() ~ ' - ' ~ hours(var('weight_window_hours')) %}
+with days as (
+    {{ rebuilt_days(cutoff, var('weight_window_hours')) }}
+),
+
+-- the followed intervals (int_goals__followed_time) that can reach the rebuilt days
+intervals as (
+    select
+        user_id,
+        goal_ts,
+        followed_from
+    from {{ ref('int_goals__followed_time') }}
+    where goal_ts > (select min(days.event_day) from days)
+),
+
+per_day as (
+    select
+        intervals.user_id,
+        days.event_day,
+        sum(
+            {{ epoch_us('least(intervals.goal_ts, days.event_day + ' ~ hours(24) ~ ', ' ~ cutoff ~ ')') }}
+            - {{ epoch_us('greatest(intervals.followed_from, days.event_day)') }}
+        ) as us_followed
+    from days
+    inner join intervals
+        on intervals.goal_ts > days.event_day
+        and intervals.followed_from < least(days.event_day + {{ hours(24) }}, {{ cutoff }})
+    group by intervals.user_id, days.event_day
+)
+
+select
+    user_id,
+    event_day,
+    cast(us_followed as bigint) as us_followed,
+    {{ loaded_through() }} as loaded_through
+from per_day
