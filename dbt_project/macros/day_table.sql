@@ -10,7 +10,8 @@
         {{ config(materialized=day_table(), unique_key='event_day', incremental_strategy='delete+insert',
                   pre_hook=day_table_trim(cutoff), on_schema_change='fail') }}
 
-    builds the days of rebuilt_days(cutoff, reach_hours), and carries loaded_through().
+    filters its events with in_rebuilt_days(ts, rebuilt_days(cutoff, reach_hours)), and
+    carries loaded_through().
     Each run rebuilds whole days (delete+insert on event_day):
     * every day from the table's last day on (the day of the last cutoff, partial, and the
       days since);
@@ -54,37 +55,89 @@
     (select coalesce(max(landed.load_seq), 0) from {{ ref('stg_raw__landed_files') }} as landed)
 {%- endmacro %}
 
-{#- The days (column event_day) this run builds: in a full build every day from the first
-    event (less reach_hours) to the cutoff; in an incremental one the days from the table's
-    last day on, and the days that late events reach (see above). -#}
+{#- The days this run builds: none in a full build (every day: all_days), else the list of
+    days, as SQL timestamp literals, from the table's last day (or the cutoff's day, if
+    earlier) on, and the days that late events reach (see above). Read by one query when the
+    model runs, and written into its SQL as constants: filters on a subquery made DuckDB
+    estimate a handful of rows and plan the ASOF join as a nested loop (minutes at 100k users). -#}
 {% macro rebuilt_days(cutoff, reach_hours) -%}
+    {%- if not is_incremental() -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
     {%- set reach_days = ((reach_hours | float) / 24.0) | round(0, 'ceil') | int %}
-    {%- set first_day -%}
-        (
-            select date_trunc('day', min(events.event_ts) - {{ hours(reach_hours) }})
-            from {{ ref('stg_raw__events') }} as events
-        )
+    {%- set query -%}
+        select distinct strftime(days.event_day, '%Y-%m-%d %H:%M:%S') as event_day
+        from (
+            select series.range as event_day
+            from {{ day_series(
+                "(select least(coalesce(max(built.event_day), date_trunc('day', " ~ cutoff ~ ")), date_trunc('day', "
+                ~ cutoff ~ ")) from " ~ this ~ " as built)",
+                cutoff,
+            ) }} as series
+            union
+            select
+                date_trunc('day', late.event_ts - {{ hours(reach_hours) }}) + {{ hours('24 * offsets.k') }}
+                    as event_day
+            from {{ ref('stg_raw__events') }} as late
+            cross join (select {{ unnest_range(0, reach_days + 1) }} as k) as offsets
+            where
+                late.load_seq > (select coalesce(max(built.loaded_through), 0) from {{ this }} as built)
+                and date_trunc('day', late.event_ts - {{ hours(reach_hours) }}) + {{ hours('24 * offsets.k') }}
+                <= late.event_ts
+        ) as days
+        where days.event_day < {{ cutoff }}
+        order by 1
     {%- endset %}
-    {%- if is_incremental() %}
-        {%- set first_day -%}
-            (select coalesce(max(built.event_day), {{ first_day }}) from {{ this }} as built)
-        {%- endset %}
-    {%- endif %}
-    select series.range as event_day
-    from {{ day_series(first_day, cutoff) }} as series
-    {%- if is_incremental() %}
-    union
-    select distinct date_trunc('day', late.event_ts - {{ hours(reach_hours) }}) + {{ hours('24 * offsets.k') }}
-        as event_day
-    from {{ ref('stg_raw__events') }} as late
-    cross join (select {{ unnest_range(0, reach_days + 1) }} as k) as offsets
-    where
-        late.load_seq > (select coalesce(max(built.loaded_through), 0) from {{ this }} as built)
-        and date_trunc('day', late.event_ts - {{ hours(reach_hours) }}) + {{ hours('24 * offsets.k') }}
-        <= late.event_ts
-        and date_trunc('day', late.event_ts - {{ hours(reach_hours) }}) + {{ hours('24 * offsets.k') }}
-        < {{ cutoff }}
-    {%- endif %}
+    {%- set days = [] %}
+    {%- for row in run_query(query).rows %}
+        {%- do days.append("cast('" ~ row[0] ~ "' as timestamp)") %}
+    {%- endfor %}
+    {{ return(days) }}
+{%- endmacro %}
+
+{#- Whether the timestamp is in one of the rebuilt days (true in a full build). -#}
+{% macro in_rebuilt_days(ts, days) -%}
+    {%- if days is none -%}
+        true
+    {%- elif not days -%}
+        false
+    {%- else -%}
+        ({{ ts }} >= {{ days[0] }} and date_trunc('day', {{ ts }}) in ({{ days | join(', ') }}))
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The first rebuilt day (the earliest timestamp in a full build, or when none is rebuilt). -#}
+{% macro first_rebuilt_day(days) -%}
+    {{ days[0] if days else "cast('0001-01-01 00:00:00' as timestamp)" }}
+{%- endmacro %}
+
+{#- The rebuilt days as a relation (column event_day): in a full build every day from the first
+    event, less reach_hours, to the cutoff. -#}
+{% macro rebuilt_days_relation(days, cutoff, reach_hours) -%}
+    {%- if days is none -%}
+        (
+            select series.range as event_day
+            from {{ day_series(
+                "(select date_trunc('day', min(events.event_ts) - " ~ hours(reach_hours) ~ ") from "
+                ~ ref('stg_raw__events') ~ " as events)",
+                cutoff,
+            ) }} as series
+        )
+    {%- elif not days -%}
+        (select cast(null as timestamp) as event_day where false)
+    {%- else -%}
+        (
+            {%- for day in days %}
+            select {{ day }} as event_day
+            {%- if not loop.last %}
+            union all
+            {%- endif %}
+            {%- endfor %}
+        )
+    {%- endif -%}
 {%- endmacro %}
 
 {#- A model that sums day rows over a window starting at as_of less whole days needs as_of at

@@ -65,6 +65,15 @@ def test_daily_runs_equal_a_full_recompute(homes, read_tables):
     assert a["marts.send_outcomes"]["weights_as_of"].n_unique() >= len(DAILY)
     for table in TABLES:
         assert_frame_equal(a[table], b[table], check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+    # the keys that send_actions and action_outcomes hold by construction (no dbt data test
+    # rescans them in a run: _marts__models.yml)
+    actions = a["marts.send_actions"]
+    assert (
+        actions.height >= 3 * a["marts.send_outcomes"].height
+        and not actions.select("send_id", "action_set").is_duplicated().any()
+    )
+    assert set(actions["send_id"]) <= set(a["marts.send_outcomes"]["send_id"])
+    assert not a["marts.action_outcomes"].select("user_id", "action_set", "action").is_duplicated().any()
 
 
 def test_sends_are_scored_with_the_weights_of_their_first_run(homes, read_tables):

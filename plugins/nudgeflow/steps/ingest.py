@@ -556,15 +556,6 @@ def step_ingest(home: Path, day, progress: Callable[[str], None] | None = None) 
 
 # ----------------------------------------------------------------------------- accounting
 
-# rows without event_id are one event when these repeat (as in stg_raw__events)
-_EVENT_IDENTITY = (
-    "event_id, "
-    "case when event_id is null then user_id end, "
-    "case when event_id is null then event_name end, "
-    "case when event_id is null then event_ts end, "
-    "case when event_id is null then value end"
-)
-
 
 def accounting(con: duckdb.DuckDBPyConnection, progress: Callable[[str], None] | None = None) -> dict:
     """Where every landed row went, per landing table, over everything landed so far; read
@@ -587,11 +578,9 @@ def accounting(con: duckdb.DuckDBPyConnection, progress: Callable[[str], None] |
 
         landed = count(f"select count(*) from raw.{quote_identifier(table)}")
         valid = count(f"select count(*) from {base} where reject_reason is null")
-        accepted = (
-            count(f"select count(*) from (select distinct {_EVENT_IDENTITY} from {base} where reject_reason is null)")
-            if table == "events"
-            else valid
-        )
+        # events: one accepted row per event (its event_id, else its user, name, time and value),
+        # the rows of the deduplicated model (a count from its metadata, not a distinct over the history)
+        accepted = count("select count(*) from staging.base_raw__events_deduplicated") if table == "events" else valid
         quarantined, noted = con.execute(
             """select count(*) filter (where action = 'dropped' and _row is not null),
                       count(*) filter (where action = 'kept')

@@ -11,16 +11,11 @@
 -- events' UTC hours of day as angles, summed (their circular mean is the activity hour).
 -- Kept by day (macros/day_table.sql): a run aggregates the days since the last one and the
 -- days of late events, not the history.
-with days as (
-    {{ rebuilt_days(as_of(), 0) }}
-),
-
-events as (
+{%- set days = rebuilt_days(as_of(), 0) %}
+with events as (
     select events.*
     from {{ ref('stg_raw__events') }} as events
-    where
-        events.event_ts >= (select min(days.event_day) from days)
-        and date_trunc('day', events.event_ts) in (select days.event_day from days)
+    where {{ in_rebuilt_days('events.event_ts', days) }}
 ),
 
 user_days as (

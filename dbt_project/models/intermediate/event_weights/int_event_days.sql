@@ -11,11 +11,8 @@
 -- label, counted). event_weight_strata sums the days of the as-of horizon. Kept by day
 -- (macros/day_table.sql): a late goal relabels the days up to weight_window_hours before it.
 {%- set cutoff = as_of() ~ ' - ' ~ hours(var('weight_window_hours')) %}
-with days as (
-    {{ rebuilt_days(cutoff, var('weight_window_hours')) }}
-),
-
-events as (
+{%- set days = rebuilt_days(cutoff, var('weight_window_hours')) %}
+with events as (
     select
         events.user_id,
         events.event_name,
@@ -23,10 +20,10 @@ events as (
     from {{ ref('stg_raw__events') }} as events
     where
         events.event_ts < {{ cutoff }}
-        and events.event_ts >= (select min(days.event_day) from days)
-        and date_trunc('day', events.event_ts) in (select days.event_day from days)
+        and {{ in_rebuilt_days('events.event_ts', days) }}
 ),
 
+-- the goals that can follow those events
 goals as (
     select
         user_id,
@@ -34,7 +31,7 @@ goals as (
     from {{ ref('stg_raw__events') }}
     where
         event_name = {{ sql_text(var('goal_event')) }}
-        and event_ts > (select min(days.event_day) from days)
+        and event_ts > {{ first_rebuilt_day(days) }}
 ),
 
 with_next_goal as (

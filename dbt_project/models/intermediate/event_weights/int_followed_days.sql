@@ -12,8 +12,9 @@
 -- as-of horizon. Kept by day (macros/day_table.sql): a late goal changes the days up to
 -- weight_window_hours before it.
 {%- set cutoff = as_of() ~ ' - ' ~ hours(var('weight_window_hours')) %}
+{%- set rebuilt = rebuilt_days(cutoff, var('weight_window_hours')) %}
 with days as (
-    {{ rebuilt_days(cutoff, var('weight_window_hours')) }}
+    select event_day from {{ rebuilt_days_relation(rebuilt, cutoff, var('weight_window_hours')) }} as rebuilt
 ),
 
 -- the followed intervals (int_goals__followed_time) that can reach the rebuilt days
@@ -23,7 +24,7 @@ intervals as (
         goal_ts,
         followed_from
     from {{ ref('int_goals__followed_time') }}
-    where goal_ts > (select min(days.event_day) from days)
+    where goal_ts > {{ first_rebuilt_day(rebuilt) }}
 ),
 
 per_day as (
