@@ -8,7 +8,7 @@
     in with
 
         {{ config(materialized=day_table(), unique_key='event_day', incremental_strategy='delete+insert',
-                  pre_hook=day_table_trim(cutoff), on_schema_change='fail') }}
+                  pre_hook=day_table_trim(cutoff), on_schema_change='sync_all_columns') }}
 
     filters its events with in_rebuilt_days(ts, rebuilt_days(cutoff, reach_hours)), and
     carries loaded_through().
@@ -66,6 +66,11 @@
     {%- endif -%}
     {%- if not execute -%}
         {{ return([]) }}
+    {%- endif -%}
+    {#- a table of an earlier version, without the watermark: every day, once (the column is
+        added by on_schema_change='sync_all_columns') -#}
+    {%- if 'loaded_through' not in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}
+        {{ return(none) }}
     {%- endif -%}
     {%- set reach_days = ((reach_hours | float) / 24.0) | round(0, 'ceil') | int %}
     {%- set query -%}

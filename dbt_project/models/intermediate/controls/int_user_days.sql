@@ -2,7 +2,7 @@
     materialized=day_table(),
     incremental_strategy='delete+insert',
     unique_key='event_day',
-    on_schema_change='fail',
+    on_schema_change='sync_all_columns',
     pre_hook=day_table_trim(as_of()),
 ) }}
 -- Step 3 (controls), one row per user and UTC day with events before as_of: what

@@ -2,7 +2,7 @@
     materialized=day_table(),
     incremental_strategy='delete+insert',
     unique_key='event_day',
-    on_schema_change='fail',
+    on_schema_change='sync_all_columns',
     pre_hook=day_table_trim(as_of() ~ ' - ' ~ hours(var('weight_window_hours'))),
 ) }}
 -- Step 1 of the method (event weights), the labelled events by day: per user, event name and
