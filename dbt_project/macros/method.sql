@@ -248,3 +248,22 @@
 {% macro is_followed(next_goal_ts, event_ts) -%}
     coalesce({{ next_goal_ts }} <= {{ event_ts }} + {{ hours(var('weight_window_hours')) }}, false)
 {%- endmacro %}
+
+{#- Whether event_weights_history has a new weights date other than as_of (the weights dates
+    of its batch of sends not in the table yet); true where nothing can be read (parsing,
+    linting; unit tests override it). -#}
+{% macro other_new_weights_dates() -%}
+    {%- if not execute or load_relation(ref('int_sends__to_score')) is none -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set query -%}
+        select count(*)
+        from (select distinct weights_as_of from {{ ref('int_sends__to_score') }}) as dates
+        where
+            weights_as_of <> {{ as_of() }}
+            {%- if is_incremental() %}
+            and weights_as_of not in (select distinct weights_as_of from {{ this }})
+            {%- endif %}
+    {%- endset -%}
+    {{ return(run_query(query).columns[0].values()[0] > 0) }}
+{%- endmacro %}

@@ -27,6 +27,9 @@
 -- The dates of a run: its as_of and the weights_as_of of every send it scores. Append-only:
 -- a date's weights are computed once, by the first run that needs them, and then frozen, so
 -- N daily runs and one full recompute over the same data give the same table.
+{#- the macro's labelled history (one ASOF join over every event) is planned only when a date
+    other than as_of is new, which a query tells when the model runs (a daily run has none) -#}
+{%- set others = other_new_weights_dates() %}
 with dates as (
     select {{ as_of() }} as weights_as_of
     union
@@ -40,8 +43,8 @@ new_dates as (
     {%- endif %}
 ),
 
--- the as-of date's strata are event_weight_strata's rows (the same macro, computed once a run);
--- other new dates (the weights dates of sends not yet scored) get theirs here
+-- the as-of date's strata are event_weight_strata's rows (from the day tables, once a run);
+-- other new dates (the weights dates of sends not yet scored) get theirs from the macro
 other_dates as (
     select weights_as_of from new_dates
     where weights_as_of <> {{ as_of() }}
@@ -62,6 +65,7 @@ strata as (
         us_followed
     from {{ ref('event_weight_strata') }}
     where weights_as_of in (select new_dates.weights_as_of from new_dates)
+    {%- if others %}
     union all
     select
         weights_as_of,
@@ -72,6 +76,7 @@ strata as (
         horizon_us,
         us_followed
     from ({{ event_weight_strata('horizons') }}) as other_strata
+    {%- endif %}
 ),
 
 counts as (

@@ -73,3 +73,6 @@ where
 
 select * from deduplicated
 {%- endif %}
+-- stored in time order: DuckDB skips the row groups outside a time filter by their min and
+-- max, so a daily run's scans of recent days (the day tables, the windows) read those days only
+order by event_ts
