@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+from numba import njit
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,24 @@ def _repeat_pairs(send_at_s, n_m, rules, last_pairs, next_pairs) -> tuple[np.nda
         ok.append(~(gap < repeat))
     pairs, inverse = np.unique(np.concatenate(users), return_inverse=True)
     repeat_ok = np.ones((pairs.size, send_at_s.shape[1]), dtype=bool)
-    np.logical_and.at(repeat_ok, inverse, np.concatenate(ok))
+    _and_rows_at(repeat_ok, inverse.reshape(-1), np.concatenate(ok))
     return pairs // n_m, pairs % n_m, repeat_ok
+
+
+@njit(cache=True, nogil=True)
+def _and_rows_at(out, rows, values):
+    """out[rows[i]] &= values[i] for every i (np.logical_and.at, as a loop)."""
+    for i in range(rows.size):
+        for h in range(out.shape[1]):
+            out[rows[i], h] &= values[i, h]
+
+
+@njit(cache=True, nogil=True)
+def _subtract_rows_at(out, rows, values):
+    """out[rows[i]] -= values[i] for every i (np.subtract.at, as a loop)."""
+    for i in range(rows.size):
+        for h in range(out.shape[1]):
+            out[rows[i], h] -= values[i, h]
 
 
 def _no_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -216,7 +233,7 @@ def eligibility_by_zone(
     count = (reachable[first][:, :, None] & valid[zone[first]]).sum(axis=1)[inverse.reshape(-1)]
     # ... less the pairs the repeat rule blocks
     blocked = ~repeat_ok & reachable[pair_user, pair_message, None] & valid[zone[pair_user], pair_message]
-    np.subtract.at(count, pair_user, blocked)
+    _subtract_rows_at(count, pair_user, blocked)
     elig = Eligibility(
         reachable, zone, valid, spacing, pair_user, pair_message, repeat_ok, feasible=spacing & (count > 0)
     )
