@@ -111,7 +111,7 @@ def test_the_compiled_contest_is_the_full_argmax_for_any_chosen_message():
         chosen[u] = rng.choice(np.nonzero(at_hour[u])[0])
     weights, profile = _profile_weights(opts.message_actions, N_A)
     rest = np.arange(7)  # the message actions
-    args = _contest_args(weights[rest], profile, chosen)
+    args = _contest_args(opts.message_actions, rest, weights[rest], profile, chosen)
     cells = _Cells.of(opts.eligibility).args()
     wins = []
     for theta in _thetas(rng, users.size):
