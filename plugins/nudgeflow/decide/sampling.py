@@ -77,6 +77,31 @@ def _uniforms(key, at, stream_mix, out):
 
 
 @njit(cache=True, nogil=True)
+def _three_uniforms(key, at, s0, s1, s2, u1, u2, u3):
+    """The three uniforms of a Marsaglia-Tsang try (streams s, s + 1, s + 2, mixed)."""
+    for j in range(at.size):
+        k = key[at[j]]
+        u1[j], u2[j], u3[j] = _unit(k, s0), _unit(k, s1), _unit(k, s2)
+
+
+@njit(cache=True, nogil=True)
+def _shape_constants(shape, d, c, mode):
+    """Marsaglia-Tsang's d = a - 1/3 and c = 1 / sqrt(9 d), a = shape boosted by one below 1,
+    and the mode d (kept in the never seen case that every try is rejected); returns the
+    number of boosted shapes."""
+    n_boost = 0
+    for i in range(shape.size):
+        a = shape[i]
+        if a < 1:
+            a = a + 1.0
+            n_boost += 1
+        d[i] = a - 1.0 / 3.0
+        c[i] = 1.0 / math.sqrt(9.0 * d[i])
+        mode[i] = d[i]
+    return n_boost
+
+
+@njit(cache=True, nogil=True)
 def _normal_and_cube_root(log_u1, u2, c, at, x, v):
     """x = sqrt(-2 log u1) cos(2 pi u2), a standard normal (Box-Muller), and 1 + c x, whose
     cube is the try's v; in the formulas' order."""
@@ -116,20 +141,15 @@ def _gamma(shape: np.ndarray, key: np.ndarray, stream: int, max_tries: int = 64)
     every draw bitwise what numpy computes). Each element goes through the same
     floating-point operations as if it were drawn alone. A try runs on the pending elements
     only (a few in a thousand after the first)."""
-    boost = shape < 1
-    a = np.where(boost, shape + 1.0, shape)
-    d = a - 1.0 / 3.0
-    c = 1.0 / np.sqrt(9.0 * d)
-    out = d.copy()  # the mode, kept in the (never seen) case every try is rejected
     n = shape.size
-    u1, u2, u3, x, v, w = (np.empty(n) for _ in range(6))
+    d, c, out, u1, u2, u3, x, v, w = np.empty((9, n))
+    n_boost = _shape_constants(shape, d, c, out)
     at = np.arange(n)
     for attempt in range(max_tries):
         m = at.size
         s = stream + 4 * attempt
         b1, b2, b3, bx, bv, bw = u1[:m], u2[:m], u3[:m], x[:m], v[:m], w[:m]
-        for stream_of_u, u in enumerate((b1, b2, b3)):
-            _uniforms(key, at, _stream_mix(s + stream_of_u), u)
+        _three_uniforms(key, at, _stream_mix(s), _stream_mix(s + 1), _stream_mix(s + 2), b1, b2, b3)
         np.log(b1, out=b1)
         _normal_and_cube_root(b1, b2, c, at, bx, bv)
         np.power(bv, 3, out=bv)
@@ -139,8 +159,8 @@ def _gamma(shape: np.ndarray, key: np.ndarray, stream: int, max_tries: int = 64)
         at = _accept(bx, bv, bw, b3, d, at, out)
         if at.size == 0:
             break
-    if boost.any():
-        at = np.nonzero(boost)[0]
+    if n_boost:
+        at = np.nonzero(shape < 1)[0]
         u = np.empty(at.size)
         _uniforms(key, at, _stream_mix(stream + 4 * max_tries), u)
         out[at] = out[at] * u ** (1.0 / shape[at])
