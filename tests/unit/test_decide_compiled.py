@@ -85,7 +85,8 @@ def test_the_compiled_decision_is_the_dense_argmax_over_messages_and_hours():
     opts, dense = _world()
     rng = np.random.default_rng(8)
     ties = 0
-    for theta in _thetas(rng, 400):
+    outside = rng.random((400, N_A)) * 3 - 1  # thetas outside [0, 1]: decide scores every profile exactly
+    for theta in (*_thetas(rng, 400), outside):
         got, expected = decide(theta, opts), _reference_decide(theta, opts, dense)
         for g, e in zip(got, expected):
             assert np.array_equal(g, e)

@@ -250,26 +250,59 @@ def _timing(theta, hour_cols, freq_cols, feasible, gap_bucket):
 
 
 @njit(cache=True, nogil=True)
-def _decide_users(theta, hour_cols, freq_cols, feasible, gap_bucket, rows, weights, profile, cells, out):
+def _decide_users(
+    theta, hour_cols, freq_cols, feasible, gap_bucket, rows, weights, profile, set_rows, set_start, own, cells, out
+):
     """decide's loop over users: hour, has_option, current, send rule 'longer' and the best
     eligible message at the hour (numpy argmax over the scores, -inf where not eligible: the
-    first best message, 0 if none)."""
+    first best message, 0 if none).
+
+    For theta in [0, 1] the messages are first ranked by the quick score (_centre): only those
+    within twice _quick_tolerance of the best eligible one can be the best by the exact score
+    (_profile_scores'), which is computed for them alone. Other thetas score every profile."""
     hour, has_option, current, longer, message = out
     reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok = cells
-    score = np.empty(weights.shape[1])
+    n_p, n_s = own.shape
+    tol = 2.0 * _quick_tolerance(rows.size, n_s)
+    score = np.empty(n_p)
+    centred = np.zeros(theta.shape[1] + 1)
+    quick = np.empty(n_p)
     for u in range(theta.shape[0]):
-        h, has, cur, send = _timing(theta[u], hour_cols, freq_cols, feasible[u], gap_bucket[u])
+        th = theta[u]
+        h, has, cur, send = _timing(th, hour_cols, freq_cols, feasible[u], gap_bucket[u])
         hour[u], has_option[u], current[u], longer[u] = h, has, cur, send
-        _profile_scores(theta[u], rows, weights, score)
+        in_unit = True
+        for a in rows:
+            in_unit &= th[a] >= 0.0 and th[a] <= 1.0  # false for NaN
         best_m, best = 0, -np.inf
-        for m in range(profile.size):
-            s = score[profile[m]]
-            if (s > best or math.isnan(s)) and _eligible(
-                u, m, h, reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok
-            ):
-                best_m, best = m, s
-                if math.isnan(s):
-                    break
+        if in_unit:
+            _centre(th, set_rows, set_start, centred)
+            for p in range(n_p):
+                quick[p] = _quick(centred, own, p)
+            for m in range(profile.size):  # the best quick score among the eligible messages
+                q = quick[profile[m]]
+                if q > best and _eligible(
+                    u, m, h, reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok
+                ):
+                    best = q
+            low, best = best - tol, -np.inf
+            for m in range(profile.size):  # the exact best among those close to it, the first of equal ones
+                if quick[profile[m]] >= low and _eligible(
+                    u, m, h, reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok
+                ):
+                    exact = _exact_score(th, rows, weights, profile[m])
+                    if exact > best:
+                        best_m, best = m, exact
+        else:
+            _profile_scores(th, rows, weights, score)
+            for m in range(profile.size):
+                s = score[profile[m]]
+                if (s > best or math.isnan(s)) and _eligible(
+                    u, m, h, reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok
+                ):
+                    best_m, best = m, s
+                    if math.isnan(s):
+                        break
         message[u] = best_m
 
 
@@ -287,7 +320,9 @@ def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np
     out = (np.empty(n_u, np.int64), np.empty(n_u, np.bool_), np.empty(n_u), np.empty(n_u, np.bool_),
            np.empty(n_u, np.int64))  # fmt: skip
     cells = _Cells.of(opts.eligibility).args()
-    _decide_users(theta, *_timing_args(opts), _weight_rows(weights), weights, profile, cells, out)
+    rows = _weight_rows(weights)
+    quick = _quick_args(opts.message_actions, rows, rows, theta.shape[1], profile)
+    _decide_users(theta, *_timing_args(opts), rows, weights, profile, *quick, cells, out)
     hour, has_option, current, longer, message = out
     if opts.null_action >= 0:
         # send iff the day's best combination beats a draw of the measured null
@@ -420,21 +455,56 @@ def _contest_args(
     members = np.argsort(profile, kind="stable")
     start = np.searchsorted(profile[members], np.arange(n_p + 1))
     chosen = np.ascontiguousarray(chosen, dtype=np.int64)
-    first = members[start[:-1]]  # a message of each profile
-    sets = [np.unique(message_actions[message_actions[:, s] >= 0, s]) for s in range(message_actions.shape[1])]
-    column = np.full(max(message_actions.max(initial=0), rest.max(initial=0)) + 2, n_r)
-    column[rest] = np.arange(n_r)  # column of theta of each action; n_r: none (weight 0, or -1 = no label)
-    set_rows = np.concatenate([column[acts] for acts in sets] + [np.zeros(0, np.int64)]).astype(np.int64)
-    set_start = np.concatenate([[0], np.cumsum([acts.size for acts in sets])]).astype(np.int64)
-    own = np.ascontiguousarray(column[message_actions[first]])  # -1 indexes the last entry: n_r
-    quick = (set_rows, set_start, own)
+    quick = _quick_args(message_actions, rest, np.arange(n_r), n_r, profile)
     return (np.arange(n_r), weights, members, start, chosen, profile[chosen], *quick)
 
 
-# |quick - exact score| is below 4e-14 for theta in [0, 1] (19 roundings of sums below 10, with
-# room to spare): a profile whose quick score is further than this from the chosen one's
-# compares the same way exactly
-_QUICK_TOLERANCE = 1e-12
+def _quick_args(
+    message_actions: np.ndarray, actions: np.ndarray, columns: np.ndarray, n_cols: int, profile: np.ndarray
+) -> tuple:
+    """For the quick score of theta (n_cols columns; ``columns`` those of ``actions``, the
+    actions with a score weight): each set's actions (set_rows[set_start[s]:set_start[s + 1]],
+    as columns of theta, n_cols where the action has no weight) and each profile's action in
+    each set (own (P, S), n_cols where it has none or the action has no weight)."""
+    first = np.unique(profile, return_index=True)[1]  # a message of each profile
+    sets = [np.unique(message_actions[message_actions[:, s] >= 0, s]) for s in range(message_actions.shape[1])]
+    column = np.full(max(message_actions.max(initial=0), actions.max(initial=0)) + 2, n_cols)
+    column[actions] = columns
+    set_rows = np.concatenate([column[acts] for acts in sets] + [np.zeros(0, np.int64)]).astype(np.int64)
+    set_start = np.concatenate([[0], np.cumsum([acts.size for acts in sets])]).astype(np.int64)
+    own = np.ascontiguousarray(column[message_actions[first]], dtype=np.int64)  # -1 indexes the last entry
+    return set_rows, set_start, own
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _quick_tolerance(n_rows, n_sets):
+    """A bound, with a margin of 10, on |quick - exact score| for theta in [0, 1]: both sum
+    n_rows + n_sets rounded terms below 2 n_sets in size."""
+    return 64.0 * (n_rows + n_sets) * n_sets * 2.0**-52
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _centre(theta, set_rows, set_start, centred):
+    """centred[a] = theta[a] - the mean theta of a's set, for the actions with a weight."""
+    n = centred.size - 1
+    for s in range(set_start.size - 1):
+        lo, hi = set_start[s], set_start[s + 1]
+        total = 0.0
+        for k in range(lo, hi):
+            total += theta[set_rows[k]] if set_rows[k] < n else 0.0
+        mean = total / max(hi - lo, 1)
+        for k in range(lo, hi):
+            if set_rows[k] < n:
+                centred[set_rows[k]] = theta[set_rows[k]] - mean
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _quick(centred, own, p):
+    """Profile p's quick score: sum over its sets of (theta of its action - the set's mean)."""
+    q = 0.0
+    for s in range(own.shape[1]):
+        q += centred[own[p, s]]
+    return q
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -456,35 +526,24 @@ def _chosen_wins(
     or an eligible message before it (in catalogue order) scores the same.
 
     Profiles are first compared by a quick form of the score, sum over sets of (theta of the
-    profile's action - the set's mean theta); only where that is within _QUICK_TOLERANCE of
-    the chosen profile's is the exact score (_profile_scores') computed and compared."""
+    profile's action - the set's mean theta); only where that is within twice _quick_tolerance
+    of the chosen profile's is the exact score (_profile_scores') computed and compared."""
     reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok = cells
     n_p, n_s, n_r = own.shape[0], own.shape[1], rows.size
+    tol = 2.0 * _quick_tolerance(n_r, n_s)  # two quick scores this far apart compare the same way exactly
     wins = np.zeros(users.size, dtype=np.int64)
     centred = np.zeros(n_r + 1)  # theta - its set's mean; the last entry 0 (no action)
     for j in range(users.size):
         u, h = users[j], hour[j]
         c, cp = chosen[u], chosen_profile[u]
         th = theta[j]
-        for s in range(n_s):
-            lo, hi = set_start[s], set_start[s + 1]
-            total = 0.0
-            for k in range(lo, hi):
-                total += th[set_rows[k]] if set_rows[k] < n_r else 0.0
-            mean = total / max(hi - lo, 1)
-            for k in range(lo, hi):
-                if set_rows[k] < n_r:
-                    centred[set_rows[k]] = th[set_rows[k]] - mean
-        q_chosen = 0.0
-        for s in range(n_s):
-            q_chosen += centred[own[cp, s]]
-        low, high = q_chosen - _QUICK_TOLERANCE, q_chosen + _QUICK_TOLERANCE
+        _centre(th, set_rows, set_start, centred)
+        q_chosen = _quick(centred, own, cp)
+        low, high = q_chosen - tol, q_chosen + tol
         target = np.nan  # the chosen profile's exact score, when needed
         win = True
         for p in range(n_p):
-            q = 0.0
-            for s in range(n_s):
-                q += centred[own[p, s]]
+            q = _quick(centred, own, p)
             if q < low:
                 continue
             above = q > high
