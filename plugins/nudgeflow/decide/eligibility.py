@@ -22,6 +22,7 @@ Times are float epoch seconds, NaN where there is none.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -44,20 +45,25 @@ class Rules:
 
 def local_send_times(day: dt.date, timezones, hours) -> dict[str, np.ndarray]:
     """For each timezone, the UTC instant in [D, D+1) at which each local hour starts (NaT if none)."""
+    return {name: _zone_send_times(day, name, tuple(hours)) for name in set(timezones)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _zone_send_times(day: dt.date, name: str, hours: tuple) -> np.ndarray:
+    """local_send_times of one zone (read-only: remembered for the next chunk of the day)."""
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    out = {}
-    for name in set(timezones):
-        try:
-            zone = ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = dt.UTC
-        found: dict[int, np.datetime64] = {}
-        for quarter in range(96):  # every quarter hour covers zones offset by :30 and :45
-            instant = start + dt.timedelta(minutes=15 * quarter)
-            local = instant.astimezone(zone)
-            if local.minute == 0 and local.hour not in found:
-                found[local.hour] = np.datetime64(instant.replace(tzinfo=None), "s")
-        out[name] = np.array([found.get(h, np.datetime64("NaT", "s")) for h in hours], dtype="datetime64[s]")
+    try:
+        zone = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = dt.UTC
+    found: dict[int, np.datetime64] = {}
+    for quarter in range(96):  # every quarter hour covers zones offset by :30 and :45
+        instant = start + dt.timedelta(minutes=15 * quarter)
+        local = instant.astimezone(zone)
+        if local.minute == 0 and local.hour not in found:
+            found[local.hour] = np.datetime64(instant.replace(tzinfo=None), "s")
+    out = np.array([found.get(h, np.datetime64("NaT", "s")) for h in hours], dtype="datetime64[s]")
+    out.flags.writeable = False
     return out
 
 
