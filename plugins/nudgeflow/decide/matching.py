@@ -37,7 +37,7 @@ from numba.extending import intrinsic
 from nudgeflow.decide.action_space import frequency_labels, gap_bucket
 from nudgeflow.decide.eligibility import Eligibility
 from nudgeflow.decide.priors import NULL_ACTION
-from nudgeflow.decide.sampling import DrawKeys, beta_sample, thompson_sample
+from nudgeflow.decide.sampling import DrawKeys, beta_sample, decide_threads, in_threads, thompson_sample
 
 
 @dataclass
@@ -251,9 +251,23 @@ def _timing(theta, hour_cols, freq_cols, feasible, gap_bucket):
 
 @njit(cache=True, nogil=True)
 def _decide_users(
-    theta, hour_cols, freq_cols, feasible, gap_bucket, rows, weights, profile, set_rows, set_start, own, cells, out
+    lo,
+    hi,
+    theta,
+    hour_cols,
+    freq_cols,
+    feasible,
+    gap_bucket,
+    rows,
+    weights,
+    profile,
+    set_rows,
+    set_start,
+    own,
+    cells,
+    out,
 ):
-    """decide's loop over users: hour, has_option, current, send rule 'longer' and the best
+    """decide's loop over users lo..hi-1: hour, has_option, current, send rule 'longer' and the best
     eligible message at the hour (numpy argmax over the scores, -inf where not eligible: the
     first best message, 0 if none).
 
@@ -267,7 +281,7 @@ def _decide_users(
     score = np.empty(n_p)
     centred = np.zeros(theta.shape[1] + 1)
     quick = np.empty(n_p)
-    for u in range(theta.shape[0]):
+    for u in range(lo, hi):
         th = theta[u]
         h, has, cur, send = _timing(th, hour_cols, freq_cols, feasible[u], gap_bucket[u])
         hour[u], has_option[u], current[u], longer[u] = h, has, cur, send
@@ -322,7 +336,8 @@ def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np
     cells = _Cells.of(opts.eligibility).args()
     rows = _weight_rows(weights)
     quick = _quick_args(opts.message_actions, rows, rows, theta.shape[1], profile)
-    _decide_users(theta, *_timing_args(opts), rows, weights, profile, *quick, cells, out)
+    args = (theta, *_timing_args(opts), rows, weights, profile, *quick, cells, out)
+    in_threads(lambda r: _decide_users(r[0], r[1], *args), _ranges(n_u))
     hour, has_option, current, longer, message = out
     if opts.null_action >= 0:
         # send iff the day's best combination beats a draw of the measured null
@@ -330,6 +345,13 @@ def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np
     else:
         send = has_option & longer
     return send, np.where(send, hour, -1), np.where(send, message, -1)
+
+
+def _ranges(n: int, at_least: int = 2_000) -> list[tuple[int, int]]:
+    """[0, n) in decide_threads() ranges of at least ``at_least`` (one if n is small)."""
+    k = max(1, min(decide_threads(), n // at_least))
+    edges = np.linspace(0, n, k + 1).astype(int)
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _timing_args(opts: Options, columns: np.ndarray | None = None) -> tuple:
@@ -409,7 +431,15 @@ def propensity(
             at = np.nonzero(live)[0]
             keys_rest = sub_keys.at(i, np.repeat(at, rest.size), rest_cols[: at.size * rest.size])
             theta_rest = beta_sample(a_rest[at], b_rest[at], keys_rest).reshape(at.size, rest.size)
-            hits[at] += _chosen_wins(theta_rest, at, hour[at], *contest, cells)
+            wins, hour_at = np.empty(at.size, np.int64), hour[at]
+
+            def contest_of(r, theta_rest=theta_rest, at=at, hour_at=hour_at, wins=wins):
+                wins[r[0] : r[1]] = _chosen_wins(
+                    theta_rest[r[0] : r[1]], at[r[0] : r[1]], hour_at[r[0] : r[1]], *contest, cells
+                )
+
+            in_threads(contest_of, _ranges(at.size, 1_000))
+            hits[at] += wins
     out[users] = (hits + 1.0) / (draws + 1.0)
     return out
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -177,15 +179,46 @@ def _beta_of_gammas(x, y, a, b, out):
 
 def beta_sample(alpha: np.ndarray, beta: np.ndarray, key: np.ndarray, block: int = 1 << 15) -> np.ndarray:
     """One Beta(alpha, beta) draw per element, a pure function of its uint64 key (computed
-    ``block`` elements at a time, so that the temporaries stay in the CPU cache)."""
+    ``block`` elements at a time, so that the temporaries stay in the CPU cache; the blocks
+    on ``in_threads``' threads)."""
     alpha = np.ascontiguousarray(alpha, dtype=np.float64).ravel()
     beta = np.ascontiguousarray(beta, dtype=np.float64).ravel()
     key = np.ascontiguousarray(key, dtype=np.uint64).ravel()
     out = np.empty(alpha.size)
-    for lo in range(0, alpha.size, block):
+
+    def draw(lo: int) -> None:
         a, b, k = alpha[lo : lo + block], beta[lo : lo + block], key[lo : lo + block]
         _beta_of_gammas(_gamma(a, k, stream=0), _gamma(b, k, stream=1_000), a, b, out[lo : lo + block])
+
+    in_threads(draw, range(0, alpha.size, block))
     return out
+
+
+def decide_threads() -> int:
+    """Threads for the compiled loops: ``NUDGEFLOW_DECIDE_THREADS``, else the CPUs this process
+    may run on. The loops release the GIL (numba ``nogil``, numpy's ufuncs), so threads run
+    them in parallel; every thread computes whole elements, so the results do not depend on
+    the number of threads."""
+    value = os.environ.get("NUDGEFLOW_DECIDE_THREADS")
+    return max(1, int(value) if value else len(os.sched_getaffinity(0)))
+
+
+_POOL: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child makes its own
+
+
+def in_threads(fn, items) -> None:
+    """fn(item) for every item, on decide_threads() threads (in this thread if one, or one item)."""
+    items = list(items)
+    n = min(decide_threads(), len(items))
+    if n <= 1:
+        for item in items:
+            fn(item)
+        return
+    pool = _POOL.get(os.getpid())
+    if pool is None or pool._max_workers < n:
+        pool = _POOL[os.getpid()] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="nudgeflow-decide")
+    for f in [pool.submit(fn, item) for item in items]:
+        f.result()
 
 
 @dataclass(frozen=True)
