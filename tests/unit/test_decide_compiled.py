@@ -13,6 +13,7 @@ from nudgeflow.decide.matching import (
     _profile_weights,
     decide,
     message_scores,
+    propensity,
 )
 from nudgeflow.decide.sampling import DrawKeys, beta_sample, thompson_sample
 
@@ -165,3 +166,18 @@ def test_a_users_draws_do_not_depend_on_the_chunk_it_is_in():
             assert np.array_equal(thompson_sample(alpha[lo:hi], beta[lo:hi], part(draw), 2.0), whole[lo:hi])
         rows, cols = np.nonzero(rng.random((3000, 11)) < 0.2)
         assert np.array_equal(keys.at(draw, rows, cols), keys(draw)[rows, cols])
+
+
+def test_the_results_do_not_depend_on_the_number_of_threads(monkeypatch):
+    opts, _ = _world(n_u=5000)
+    rng = np.random.default_rng(6)
+    alpha, beta = rng.uniform(0.5, 30, (5000, N_A)), rng.uniform(0.5, 30, (5000, N_A))
+    keys = DrawKeys.of(2, 740200, [f"u{i}" for i in range(5000)], [f"a{j}" for j in range(N_A)])
+    out = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv("NUDGEFLOW_DECIDE_THREADS", threads)
+        theta = thompson_sample(alpha, beta, keys(0))
+        send, hour, message = decide(theta, opts)
+        out.append((theta, send, hour, message, propensity(alpha, beta, opts, message, keys, 5)))
+    for one, three in zip(*out):
+        assert np.array_equal(one, three, equal_nan=True)
