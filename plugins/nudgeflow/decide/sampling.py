@@ -28,17 +28,12 @@ def stable_hash(values) -> np.ndarray:
 
 
 def _splitmix64(x: np.ndarray, inplace: bool = False) -> np.ndarray:
-    """splitmix64's finaliser of x + golden gamma (mod 2^64), in one new array (or in x)."""
+    """splitmix64's finaliser of x + golden gamma (mod 2^64), in one new array (or in x); of a
+    scalar, the compiled _mix."""
+    if np.ndim(x) == 0:
+        return np.uint64(_mix(np.uint64(x)))
     with np.errstate(over="ignore"):
         z = np.add(x, np.uint64(0x9E3779B97F4A7C15), out=x if inplace else None)
-        if np.ndim(z) == 0:  # a scalar: no arrays to reuse
-            z = np.uint64(z)
-            z ^= z >> np.uint64(30)
-            z *= np.uint64(0xBF58476D1CE4E5B9)
-            z ^= z >> np.uint64(27)
-            z *= np.uint64(0x94D049BB133111EB)
-            z ^= z >> np.uint64(31)
-            return z
         t = np.right_shift(z, np.uint64(30))  # one scratch array for the three shifts
         z ^= t
         z *= np.uint64(0xBF58476D1CE4E5B9)
@@ -68,7 +63,7 @@ def _unit(key, stream_mix):
 
 
 def _stream_mix(stream: int) -> np.uint64:
-    return _splitmix64(np.array(stream, dtype=np.uint64))[()]
+    return _splitmix64(np.uint64(stream))
 
 
 @njit(cache=True, nogil=True)
