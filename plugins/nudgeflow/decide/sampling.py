@@ -195,7 +195,9 @@ def decide_threads() -> int:
     them in parallel; every thread computes whole elements, so the results do not depend on
     the number of threads."""
     value = os.environ.get("NUDGEFLOW_DECIDE_THREADS")
-    return max(1, int(value) if value else len(os.sched_getaffinity(0)))
+    if value:
+        return max(1, int(value))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 _POOL: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child makes its own
