@@ -8,7 +8,8 @@ history) and times, chunk by chunk as ``steps/match.py`` runs them:
 * the decision: ``shard_options`` of the chunk's rows (the guardrails) and ``decide``;
 * the keyed ``propensity`` (``propensity_draws`` resamples),
 
-the functions the match step calls. users/s is over the three.
+the functions the match step calls. users/s is over the three. The compiled loops' first call
+in the process (numba compiles them, or loads them from its cache) is timed apart, on 50 users.
 
 The old code path (dense users x messages x hours eligibility, shared-rng propensity; the
 decide modules of commit ``OLD_COMMIT``, read with ``git show``) runs on a smaller size in the
@@ -203,6 +204,14 @@ def part_new(n_u: int, chunk: int, draws: int, baseline: str | None = None) -> d
     plan, users, inp, user_ids = inputs(n_u)
     s = Settings(**SETTINGS)
     keys = [action_key(*a) for a in inp.actions]
+    # the compiled loops' first call (numba: compiled, or loaded from its cache), on 50 users
+    t0 = time.perf_counter()
+    alpha, beta = posteriors(0, 50, len(keys))
+    resample = DrawKeys.of(s.seed, DAY.toordinal(), user_ids[:50], keys)
+    theta = thompson_sample(alpha, beta, resample(0), s.sampling_sharpness)
+    opts = shard_options(users.slice(0, 50), plan)
+    prop(alpha, beta, opts, decide(theta, opts)[2], resample, 1, sharpness=s.sampling_sharpness)
+    first_call = time.perf_counter() - t0
     base = peak_gib()
     t = np.zeros(3)  # sampling, decision (guardrails included), propensity
     sends = 0
@@ -223,7 +232,8 @@ def part_new(n_u: int, chunk: int, draws: int, baseline: str | None = None) -> d
         for x in (theta, send, hour, message, p):
             digest.update(np.ascontiguousarray(x).tobytes())
     return {
-        "seconds": t.tolist(), "sends": sends, "inputs_gib": base, "peak_gib": peak_gib(), "digest": digest.hexdigest()
+        "seconds": t.tolist(), "sends": sends, "inputs_gib": base, "peak_gib": peak_gib(), "digest": digest.hexdigest(),
+        "first_call_s": first_call,
     }  # fmt: skip
 
 
@@ -333,6 +343,12 @@ def main() -> None:
             + " ".join(f"{x:>10.1f}" for x in (*r["seconds"], total))
             + f" {r['users_per_s']:>10,.0f} {r['peak_gib']:>10.2f} {r['inputs_gib']:>10.2f}"
         )
+    for r in runs:
+        if "digest" in r:
+            print(
+                f"{r['part']} at {r['users']:,} users: SHA-256 of the draws, decisions and propensities "
+                f"{r['digest'][:16]}; the compiled loops' first call (compile or cache load) {r['first_call_s']:.1f} s"
+            )
     if not a.no_old:
         old, new = runs[0], runs[1]
         print(

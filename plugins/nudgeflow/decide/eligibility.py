@@ -22,10 +22,12 @@ Times are float epoch seconds, NaN where there is none.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+from numba import njit
 
 
 @dataclass(frozen=True)
@@ -43,20 +45,25 @@ class Rules:
 
 def local_send_times(day: dt.date, timezones, hours) -> dict[str, np.ndarray]:
     """For each timezone, the UTC instant in [D, D+1) at which each local hour starts (NaT if none)."""
+    return {name: _zone_send_times(day, name, tuple(hours)) for name in set(timezones)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _zone_send_times(day: dt.date, name: str, hours: tuple) -> np.ndarray:
+    """local_send_times of one zone (read-only: remembered for the next chunk of the day)."""
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    out = {}
-    for name in set(timezones):
-        try:
-            zone = ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = dt.UTC
-        found: dict[int, np.datetime64] = {}
-        for quarter in range(96):  # every quarter hour covers zones offset by :30 and :45
-            instant = start + dt.timedelta(minutes=15 * quarter)
-            local = instant.astimezone(zone)
-            if local.minute == 0 and local.hour not in found:
-                found[local.hour] = np.datetime64(instant.replace(tzinfo=None), "s")
-        out[name] = np.array([found.get(h, np.datetime64("NaT", "s")) for h in hours], dtype="datetime64[s]")
+    try:
+        zone = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = dt.UTC
+    found: dict[int, np.datetime64] = {}
+    for quarter in range(96):  # every quarter hour covers zones offset by :30 and :45
+        instant = start + dt.timedelta(minutes=15 * quarter)
+        local = instant.astimezone(zone)
+        if local.minute == 0 and local.hour not in found:
+            found[local.hour] = np.datetime64(instant.replace(tzinfo=None), "s")
+    out = np.array([found.get(h, np.datetime64("NaT", "s")) for h in hours], dtype="datetime64[s]")
+    out.flags.writeable = False
     return out
 
 
@@ -166,8 +173,24 @@ def _repeat_pairs(send_at_s, n_m, rules, last_pairs, next_pairs) -> tuple[np.nda
         ok.append(~(gap < repeat))
     pairs, inverse = np.unique(np.concatenate(users), return_inverse=True)
     repeat_ok = np.ones((pairs.size, send_at_s.shape[1]), dtype=bool)
-    np.logical_and.at(repeat_ok, inverse, np.concatenate(ok))
+    _and_rows_at(repeat_ok, inverse.reshape(-1), np.concatenate(ok))
     return pairs // n_m, pairs % n_m, repeat_ok
+
+
+@njit(cache=True, nogil=True)
+def _and_rows_at(out, rows, values):
+    """out[rows[i]] &= values[i] for every i (np.logical_and.at, as a loop)."""
+    for i in range(rows.size):
+        for h in range(out.shape[1]):
+            out[rows[i], h] &= values[i, h]
+
+
+@njit(cache=True, nogil=True)
+def _subtract_rows_at(out, rows, values):
+    """out[rows[i]] -= values[i] for every i (np.subtract.at, as a loop)."""
+    for i in range(rows.size):
+        for h in range(out.shape[1]):
+            out[rows[i], h] -= values[i, h]
 
 
 def _no_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -216,7 +239,7 @@ def eligibility_by_zone(
     count = (reachable[first][:, :, None] & valid[zone[first]]).sum(axis=1)[inverse.reshape(-1)]
     # ... less the pairs the repeat rule blocks
     blocked = ~repeat_ok & reachable[pair_user, pair_message, None] & valid[zone[pair_user], pair_message]
-    np.subtract.at(count, pair_user, blocked)
+    _subtract_rows_at(count, pair_user, blocked)
     elig = Eligibility(
         reachable, zone, valid, spacing, pair_user, pair_message, repeat_ok, feasible=spacing & (count > 0)
     )

@@ -18,20 +18,26 @@ Thompson sampling gives every user a sampled value theta for each action of each
    the proto-action weighted by the sampled values (a missing label counts as average),
    and the best wins.
 
-Everything is vectorised over users, and a user's decision and propensity depend only on that
-user's values, so users can be decided in any chunks or shards (decide/shard.py).
+The decision and the propensity's resamples are compiled loops over users (numba): a user's
+scores, decision and propensity are a function of that user's values alone (the scores are
+summed in a fixed order, not by a matrix product whose last bits depend on the rows beside
+it), so users can be decided in any chunks or shards (decide/shard.py).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numba import njit
+from numba.core import types
+from numba.extending import intrinsic
 
 from nudgeflow.decide.action_space import frequency_labels, gap_bucket
 from nudgeflow.decide.eligibility import Eligibility
 from nudgeflow.decide.priors import NULL_ACTION
-from nudgeflow.decide.sampling import DrawKeys, beta_sample, thompson_sample
+from nudgeflow.decide.sampling import DrawKeys, beta_sample, decide_threads, in_threads, thompson_sample
 
 
 @dataclass
@@ -114,6 +120,35 @@ def set_averages(theta: np.ndarray, message_actions: np.ndarray) -> np.ndarray:
     return theta @ _set_matrices(message_actions, theta.shape[-1])[1]
 
 
+@intrinsic
+def _fma(typingctx, x, y, z):
+    """x * y + z rounded once (IEEE fusedMultiplyAdd, llvm.fma): the same bits on every machine."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _profile_scores(theta, rows, weights, out):
+    """out[p] = sum over the actions a in ``rows`` (increasing) of theta[a] * weights[a, p], each
+    term added by one fused multiply-add, from 0: the score of profile p for one user."""
+    out[:] = 0.0
+    for a in rows:
+        t = theta[a]
+        w = weights[a]
+        for p in range(out.size):
+            out[p] = _fma(t, w[p], out[p])
+
+
+@njit(cache=True, nogil=True)
+def _scores_of_users(theta, rows, weights, out):
+    for u in range(theta.shape[0]):
+        _profile_scores(theta[u], rows, weights, out[u])
+
+
 def message_scores(theta: np.ndarray, message_actions: np.ndarray) -> np.ndarray:
     """score[..., m] = sum over m's action sets s of (theta[..., its action in s] - the set's
     average theta, see set_averages); a missing label adds 0, as an average message would.
@@ -124,60 +159,212 @@ def message_scores(theta: np.ndarray, message_actions: np.ndarray) -> np.ndarray
 
     Messages with the same channel and labels get bitwise the same score (each distinct
     profile is scored once), so a tie between them goes to the first, not to float noise.
+    A user's scores are a function of its theta alone (summed in a fixed order, _profile_scores).
     """
     weights, profile = _profile_weights(message_actions, theta.shape[-1])
-    return (theta @ weights)[..., profile]  # one product over the actions
+    flat = np.ascontiguousarray(theta, dtype=np.float64).reshape(-1, theta.shape[-1])
+    out = np.empty((flat.shape[0], weights.shape[1]))
+    _scores_of_users(flat, _weight_rows(weights), np.ascontiguousarray(weights), out)
+    return out[:, profile].reshape(*theta.shape[:-1], profile.size)
 
 
 def _profile_weights(message_actions: np.ndarray, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
     """The score weights (A, P) of each distinct profile (channel and labels, P of them) and
-    the profile (M,) of each message: message_scores = (theta @ weights)[..., profile]."""
+    the profile (M,) of each message: message_scores[..., m] = sum_a theta[..., a] weights[a, profile[m]]."""
     membership, averaging, present = _set_matrices(message_actions, n_actions)
     _, first, inverse = np.unique(message_actions, axis=0, return_index=True, return_inverse=True)
-    return (membership - averaging @ present)[:, first], inverse.ravel()
+    return np.ascontiguousarray((membership - averaging @ present)[:, first]), inverse.ravel()
+
+
+def _weight_rows(weights: np.ndarray) -> np.ndarray:
+    """The actions with a weight in some profile's score (the message actions), increasing."""
+    return np.nonzero((weights != 0).any(axis=1))[0]
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """An Eligibility as the compiled loops read it, cell by cell: eligible[u, m, h] =
+    reachable[u, m] & valid[zone[u], m, h] & spacing[u, h], and at the user's repeat pairs
+    (pair_message[pair_start[u]:pair_start[u + 1]], by message) repeat_ok[pair, h]."""
+
+    reachable: np.ndarray
+    zone: np.ndarray
+    valid: np.ndarray
+    spacing: np.ndarray
+    pair_start: np.ndarray
+    pair_message: np.ndarray
+    repeat_ok: np.ndarray
+
+    @classmethod
+    def of(cls, e: Eligibility) -> _Cells:
+        n_u, n_m = e.reachable.shape
+        order = np.argsort(e.pair_user * n_m + e.pair_message, kind="stable")
+        return cls(
+            np.ascontiguousarray(e.reachable, dtype=np.bool_),
+            np.ascontiguousarray(e.zone, dtype=np.int64),
+            np.ascontiguousarray(e.valid, dtype=np.bool_),
+            np.ascontiguousarray(e.spacing, dtype=np.bool_),
+            np.searchsorted(e.pair_user[order], np.arange(n_u + 1)).astype(np.int64),
+            np.ascontiguousarray(e.pair_message[order], dtype=np.int64),
+            np.ascontiguousarray(e.repeat_ok[order], dtype=np.bool_).reshape(order.size, e.spacing.shape[1]),
+        )
+
+    def args(self) -> tuple:
+        return (self.reachable, self.zone, self.valid, self.spacing, self.pair_start, self.pair_message, self.repeat_ok)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _eligible(u, m, h, reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok):
+    """eligible[u, m, h] (Eligibility.at's rules; of equal pairs the last counts, as there)."""
+    if not (reachable[u, m] and valid[zone[u], m, h] and spacing[u, h]):
+        return False
+    ok = True
+    for q in range(pair_start[u], pair_start[u + 1]):
+        if pair_message[q] == m:
+            ok = repeat_ok[q, h]
+    return ok
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _timing(theta, hour_cols, freq_cols, feasible, gap_bucket):
+    """One user's timing: the best feasible hour (numpy argmax over theta of the hours, -inf
+    where infeasible: the first best, 0 if none), whether any hour is feasible, the theta of
+    the gap's bucket at that hour (``current``) and send rule 'longer' (current >= the theta
+    of every longer bucket)."""
+    hour, best, has_option = 0, -np.inf, False
+    for h in range(hour_cols.size):
+        if feasible[h]:
+            has_option = True
+            t = theta[hour_cols[h]]
+            if math.isnan(best):
+                break
+            if t > best or math.isnan(t):
+                hour, best = h, t
+    bucket = gap_bucket[hour]
+    current = theta[freq_cols[bucket]]
+    best_longer = theta[freq_cols[freq_cols.size - 1]]
+    for b in range(freq_cols.size - 2, bucket - 1, -1):
+        t = theta[freq_cols[b]]
+        best_longer = t if (t > best_longer or math.isnan(t)) else best_longer
+    return hour, has_option, current, current >= best_longer
+
+
+@njit(cache=True, nogil=True)
+def _decide_users(
+    lo,
+    hi,
+    theta,
+    hour_cols,
+    freq_cols,
+    feasible,
+    gap_bucket,
+    rows,
+    weights,
+    profile,
+    set_rows,
+    set_start,
+    own,
+    cells,
+    out,
+):
+    """decide's loop over users lo..hi-1: hour, has_option, current, send rule 'longer' and the best
+    eligible message at the hour (numpy argmax over the scores, -inf where not eligible: the
+    first best message, 0 if none).
+
+    For theta in [0, 1] the messages are first ranked by the quick score (_centre): only those
+    within twice _quick_tolerance of the best eligible one can be the best by the exact score
+    (_profile_scores'), which is computed for them alone. Other thetas score every profile."""
+    hour, has_option, current, longer, message = out
+    reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok = cells
+    n_p, n_s = own.shape
+    tol = 2.0 * _quick_tolerance(rows.size, n_s)
+    score = np.empty(n_p)
+    centred = np.zeros(theta.shape[1] + 1)
+    quick = np.empty(n_p)
+    for u in range(lo, hi):
+        th = theta[u]
+        h, has, cur, send = _timing(th, hour_cols, freq_cols, feasible[u], gap_bucket[u])
+        hour[u], has_option[u], current[u], longer[u] = h, has, cur, send
+        in_unit = True
+        for a in rows:
+            in_unit &= th[a] >= 0.0 and th[a] <= 1.0  # false for NaN
+        best_m, best = 0, -np.inf
+        if in_unit:
+            _centre(th, set_rows, set_start, centred)
+            for p in range(n_p):
+                quick[p] = _quick(centred, own, p)
+            for m in range(profile.size):  # the best quick score among the eligible messages
+                q = quick[profile[m]]
+                if q > best and _eligible(
+                    u, m, h, reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok
+                ):
+                    best = q
+            low, best = best - tol, -np.inf
+            for m in range(profile.size):  # the exact best among those close to it, the first of equal ones
+                if quick[profile[m]] >= low and _eligible(
+                    u, m, h, reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok
+                ):
+                    exact = _exact_score(th, rows, weights, profile[m])
+                    if exact > best:
+                        best_m, best = m, exact
+        else:
+            _profile_scores(th, rows, weights, score)
+            for m in range(profile.size):
+                s = score[profile[m]]
+                if (s > best or math.isnan(s)) and _eligible(
+                    u, m, h, reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok
+                ):
+                    best_m, best = m, s
+                    if math.isnan(s):
+                        break
+        message[u] = best_m
 
 
 def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Apply one set of sampled values (..., U, A) to the options.
+    """Apply one set of sampled values (U, A) to the options.
 
-    Returns (send, hour, message): send (..., U) bool, hour and message (..., U) indices
-    (-1 where nothing is sent).
+    Returns (send, hour, message): send (U,) bool, hour and message (U,) indices (-1 where
+    nothing is sent).
     """
+    n_u = theta.shape[0]
     if opts.message_actions.shape[0] == 0:  # an empty catalogue: nothing to send
-        nothing = np.zeros(theta.shape[:-1], dtype=bool)
-        return nothing, np.full(nothing.shape, -1), np.full(nothing.shape, -1)
-    hour, has_option, theta_freq, bucket, current = _timing(theta, opts)
-    message = _best_message(theta, opts, hour)
+        return np.zeros(n_u, dtype=bool), np.full(n_u, -1), np.full(n_u, -1)
+    theta = np.ascontiguousarray(theta, dtype=np.float64)
+    weights, profile = _profile_weights(opts.message_actions, theta.shape[1])
+    out = (np.empty(n_u, np.int64), np.empty(n_u, np.bool_), np.empty(n_u), np.empty(n_u, np.bool_),
+           np.empty(n_u, np.int64))  # fmt: skip
+    cells = _Cells.of(opts.eligibility).args()
+    rows = _weight_rows(weights)
+    quick = _quick_args(opts.message_actions, rows, rows, theta.shape[1], profile)
+    args = (theta, *_timing_args(opts), rows, weights, profile, *quick, cells, out)
+    in_threads(lambda r: _decide_users(r[0], r[1], *args), _ranges(n_u))
+    hour, has_option, current, longer, message = out
     if opts.null_action >= 0:
         # send iff the day's best combination beats a draw of the measured null
-        send = has_option & (combination_value(theta, opts, hour, current, message) > theta[..., opts.null_action])
+        send = has_option & (combination_value(theta, opts, hour, current, message) > theta[:, opts.null_action])
     else:
-        send = has_option & _longer_is_no_better(theta_freq, bucket, current)
+        send = has_option & longer
     return send, np.where(send, hour, -1), np.where(send, message, -1)
 
 
-def _timing(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, ...]:
-    """The best feasible hour (..., U), whether there is one, the frequency thetas (..., U, B),
-    the bucket of the gap at that hour and its theta (``current``)."""
-    feasible = opts.eligibility.feasible  # (U, H)
-    hour = np.where(feasible, theta[..., opts.hour_actions], -np.inf).argmax(axis=-1)
-    has_option = feasible.any(axis=1) & np.ones(hour.shape, dtype=bool)
-    theta_freq = theta[..., opts.frequency_actions]
-    bucket = opts.gap_bucket[np.arange(opts.gap_bucket.shape[0]), hour]
-    current = np.take_along_axis(theta_freq, bucket[..., None], -1)[..., 0]
-    return hour, has_option, theta_freq, bucket, current
+def _ranges(n: int, at_least: int = 2_000) -> list[tuple[int, int]]:
+    """[0, n) in decide_threads() ranges of at least ``at_least`` (one if n is small)."""
+    k = max(1, min(decide_threads(), n // at_least))
+    edges = np.linspace(0, n, k + 1).astype(int)
+    return list(zip(edges[:-1], edges[1:]))
 
 
-def _longer_is_no_better(theta_freq: np.ndarray, bucket: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Send rule 'longer': the bucket of this gap is at least as good as every longer one."""
-    best_longer = np.flip(np.maximum.accumulate(np.flip(theta_freq, -1), axis=-1), -1)
-    return current >= np.take_along_axis(best_longer, bucket[..., None], -1)[..., 0]
-
-
-def _best_message(theta: np.ndarray, opts: Options, hour: np.ndarray) -> np.ndarray:
-    """The best-scoring message among those eligible at each user's hour (..., U)."""
-    score = message_scores(theta, opts.message_actions)  # (..., U, M)
-    return np.where(opts.eligibility.at(hour), score, -np.inf).argmax(axis=-1)
+def _timing_args(opts: Options, columns: np.ndarray | None = None) -> tuple:
+    """The hour and frequency columns of theta (or of theta[:, columns]), feasible, gap_bucket."""
+    hours, freqs = opts.hour_actions, opts.frequency_actions
+    if columns is not None:
+        hours, freqs = np.searchsorted(columns, hours), np.searchsorted(columns, freqs)
+    return (
+        np.ascontiguousarray(hours, dtype=np.int64),
+        np.ascontiguousarray(freqs, dtype=np.int64),
+        np.ascontiguousarray(opts.eligibility.feasible, dtype=np.bool_),
+        np.ascontiguousarray(opts.gap_bucket, dtype=np.int64),
+    )
 
 
 def combination_value(
@@ -224,26 +411,35 @@ def propensity(
         # resample the hour and frequency actions, then the message actions only where the
         # draw sends at an hour at which the chosen message is eligible: the same counts
         timing = np.union1d(opts.hour_actions, opts.frequency_actions)
-        rest = np.setdiff1d(np.arange(alpha.shape[1]), timing)
-        chosen_ok = sub.eligibility.of_message(chosen)  # (U, H)
+        weights, profile = _profile_weights(opts.message_actions, alpha.shape[1])
+        rest = _weight_rows(weights)  # the message actions: the others weigh 0 in every score
+        chosen_ok = np.ascontiguousarray(sub.eligibility.of_message(chosen))  # (U, H)
         # what does not depend on the draw, once (thompson_sample's k alpha, k beta as it computes them)
-        need = _timing_needed(sub, timing)  # (U, T): the others cannot change the decision
-        a_timing, b_timing = (alpha[:, timing] * sharpness)[need], (beta[:, timing] * sharpness)[need]
+        need_u, need_t = np.nonzero(_timing_needed(sub, timing))  # the others cannot change the decision
+        a_timing, b_timing = alpha[:, timing] * sharpness, beta[:, timing] * sharpness
+        a_timing, b_timing = a_timing[need_u, need_t], b_timing[need_u, need_t]
         a_rest, b_rest = alpha[:, rest] * sharpness, beta[:, rest] * sharpness
-        contest = _Contest(sub, chosen, alpha.shape[1])
-        rows = np.arange(users.size)
+        contest = _contest_args(opts.message_actions, rest, weights[rest], profile, chosen)
+        timing_args = _timing_args(sub, timing)
+        cells = _Cells.of(sub.eligibility).args()
+        theta_timing = np.zeros((users.size, timing.size))
+        hour, live = np.empty(users.size, np.int64), np.empty(users.size, np.bool_)
+        rest_cols = np.tile(rest, users.size)
         for i in range(1, draws + 1):
-            theta_timing = np.zeros(need.shape)
-            theta_timing[need] = beta_sample(a_timing, b_timing, sub_keys(i, timing)[need])
-            theta = np.zeros(alpha.shape)
-            theta[:, timing] = theta_timing
-            hour, has_option, theta_freq, bucket, current = _timing(theta, sub)
-            send = has_option & _longer_is_no_better(theta_freq, bucket, current)
-            live = np.nonzero(send & chosen_ok[rows, hour])[0]
-            theta = theta[live]
-            keys_rest = sub_keys.take(live)(i, rest)
-            theta[:, rest] = beta_sample(a_rest[live], b_rest[live], keys_rest).reshape(live.size, rest.size)
-            hits[live] += contest.chosen_wins(theta, live, hour[live])
+            theta_timing[need_u, need_t] = beta_sample(a_timing, b_timing, sub_keys.at(i, need_u, timing[need_t]))
+            _live_users(theta_timing, *timing_args, chosen_ok, hour, live)
+            at = np.nonzero(live)[0]
+            keys_rest = sub_keys.at(i, np.repeat(at, rest.size), rest_cols[: at.size * rest.size])
+            theta_rest = beta_sample(a_rest[at], b_rest[at], keys_rest).reshape(at.size, rest.size)
+            wins, hour_at = np.empty(at.size, np.int64), hour[at]
+
+            def contest_of(r, theta_rest=theta_rest, at=at, hour_at=hour_at, wins=wins):
+                wins[r[0] : r[1]] = _chosen_wins(
+                    theta_rest[r[0] : r[1]], at[r[0] : r[1]], hour_at[r[0] : r[1]], *contest, cells
+                )
+
+            in_threads(contest_of, _ranges(at.size, 1_000))
+            hits[at] += wins
     out[users] = (hits + 1.0) / (draws + 1.0)
     return out
 
@@ -266,83 +462,136 @@ def _timing_needed(opts: Options, timing: np.ndarray) -> np.ndarray:
     return need
 
 
-class _Contest:
-    """Whether the chosen message wins _best_message, without scoring users x messages:
-    the same answer as ``_best_message(theta, opts.take(live), hour) == chosen[live]``.
+@njit(cache=True, nogil=True)
+def _live_users(theta, hour_cols, freq_cols, feasible, gap_bucket, chosen_ok, hour, live):
+    """Per user of a resample (theta of the timing actions): its hour, and whether the draw
+    sends (rule 'longer') at an hour at which the chosen message is eligible."""
+    for u in range(theta.shape[0]):
+        h, has, _, send = _timing(theta[u], hour_cols, freq_cols, feasible[u], gap_bucket[u])
+        hour[u], live[u] = h, has and send and chosen_ok[u, h]
 
-    The winner is the first eligible message of the best-scoring profile that has one (messages
-    of one profile score bitwise the same, ``message_scores``). So each round looks at each
-    undecided user's best remaining profile: if it has no message eligible at the user's hour,
-    it is struck out; if it scores above the chosen message's profile, the chosen one loses; if
-    it is the chosen one's profile and no other profile ties it, the chosen message wins unless
-    an eligible message of its profile comes before it. Ties between profiles, and users still
-    undecided after ``rounds``, take the full argmax over their eligible messages."""
 
-    def __init__(self, opts: Options, chosen: np.ndarray, n_actions: int, rounds: int = 4):
-        self.opts, self.chosen, self.rounds = opts, chosen, rounds
-        self.weights, self.profile = _profile_weights(opts.message_actions, n_actions)
-        n_m = self.profile.size
-        self.members = np.argsort(self.profile, kind="stable")  # by profile, then message
-        self.size = np.bincount(self.profile, minlength=self.weights.shape[1])
-        self.start = np.cumsum(self.size) - self.size
-        rank = np.empty(n_m, dtype=np.int64)
-        rank[self.members] = np.arange(n_m) - self.start[self.profile[self.members]]
-        self.chosen_profile, self.before = self.profile[chosen], rank[chosen]  # messages of its profile before it
-        e = opts.eligibility
-        pair = e.pair_user * n_m + e.pair_message
-        self.pair_order = np.argsort(pair, kind="stable")
-        self.pair_sorted = pair[self.pair_order]
+def _contest_args(
+    message_actions: np.ndarray, rest: np.ndarray, weights: np.ndarray, profile: np.ndarray, chosen: np.ndarray
+) -> tuple:
+    """What _chosen_wins reads besides the draws (theta of the actions ``rest``, the actions
+    with a score weight): the weights (R, P); the messages of each profile
+    (members[start[p]:start[p + 1]], in catalogue order); the chosen message and its profile
+    per user; and for the quick form of the scores, each set's actions (set_rows[set_start[s]:
+    set_start[s + 1]], as columns of theta) and each profile's action in each set (own (P, S),
+    R where it has none or the action has no weight)."""
+    weights = np.ascontiguousarray(weights)
+    n_r, n_p = weights.shape
+    members = np.argsort(profile, kind="stable")
+    start = np.searchsorted(profile[members], np.arange(n_p + 1))
+    chosen = np.ascontiguousarray(chosen, dtype=np.int64)
+    quick = _quick_args(message_actions, rest, np.arange(n_r), n_r, profile)
+    return (np.arange(n_r), weights, members, start, chosen, profile[chosen], *quick)
 
-    def _eligible(self, users: np.ndarray, messages: np.ndarray, hours: np.ndarray) -> np.ndarray:
-        """eligible[users, messages, hours] cell by cell (Eligibility.at's rules)."""
-        e = self.opts.eligibility
-        ok = e.reachable[users, messages] & e.valid[e.zone[users], messages, hours] & e.spacing[users, hours]
-        if self.pair_sorted.size:
-            key = users * self.profile.size + messages
-            # the last of equal pairs, as Eligibility.at's in-place assignment keeps the last
-            at = np.maximum(np.searchsorted(self.pair_sorted, key, side="right") - 1, 0)
-            found = self.pair_sorted[at] == key
-            p = self.pair_order[at[found]]
-            ok[found] &= e.repeat_ok[p, hours[found]]
-        return ok
 
-    def _any_eligible(self, users, hours, first, count) -> np.ndarray:
-        """Per row: is any of messages members[first : first + count] eligible at its hour."""
-        row = np.repeat(np.arange(users.size), count)
-        offset = np.arange(row.size) - np.repeat(np.cumsum(count) - count, count)
-        ok = self._eligible(users[row], self.members[np.repeat(first, count) + offset], hours[row])
-        return np.bincount(row[ok], minlength=users.size) > 0
+def _quick_args(
+    message_actions: np.ndarray, actions: np.ndarray, columns: np.ndarray, n_cols: int, profile: np.ndarray
+) -> tuple:
+    """For the quick score of theta (n_cols columns; ``columns`` those of ``actions``, the
+    actions with a score weight): each set's actions (set_rows[set_start[s]:set_start[s + 1]],
+    as columns of theta, n_cols where the action has no weight) and each profile's action in
+    each set (own (P, S), n_cols where it has none or the action has no weight)."""
+    first = np.unique(profile, return_index=True)[1]  # a message of each profile
+    sets = [np.unique(message_actions[message_actions[:, s] >= 0, s]) for s in range(message_actions.shape[1])]
+    column = np.full(max(message_actions.max(initial=0), actions.max(initial=0)) + 2, n_cols)
+    column[actions] = columns
+    set_rows = np.concatenate([column[acts] for acts in sets] + [np.zeros(0, np.int64)]).astype(np.int64)
+    set_start = np.concatenate([[0], np.cumsum([acts.size for acts in sets])]).astype(np.int64)
+    own = np.ascontiguousarray(column[message_actions[first]], dtype=np.int64)  # -1 indexes the last entry
+    return set_rows, set_start, own
 
-    def chosen_wins(self, theta: np.ndarray, users: np.ndarray, hour: np.ndarray) -> np.ndarray:
-        """theta (n, A) of the users at these positions of ``opts`` and their hours (n,), at
-        which their chosen message is eligible."""
-        score = theta @ self.weights  # (n, P): bitwise message_scores' product
-        n = users.size
-        wins = np.zeros(n, dtype=bool)
-        own = self.chosen_profile[users]
-        target = score[np.arange(n), own]
-        todo = np.arange(n)  # undecided rows
-        full = []  # rows for the full argmax
-        for _ in range(self.rounds):
-            if todo.size == 0:
+
+@njit(cache=True, nogil=True, inline="always")
+def _quick_tolerance(n_rows, n_sets):
+    """A bound, with a margin of 10, on |quick - exact score| for theta in [0, 1]: both sum
+    n_rows + n_sets rounded terms below 2 n_sets in size."""
+    return 64.0 * (n_rows + n_sets) * n_sets * 2.0**-52
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _centre(theta, set_rows, set_start, centred):
+    """centred[a] = theta[a] - the mean theta of a's set, for the actions with a weight."""
+    n = centred.size - 1
+    for s in range(set_start.size - 1):
+        lo, hi = set_start[s], set_start[s + 1]
+        total = 0.0
+        for k in range(lo, hi):
+            total += theta[set_rows[k]] if set_rows[k] < n else 0.0
+        mean = total / max(hi - lo, 1)
+        for k in range(lo, hi):
+            if set_rows[k] < n:
+                centred[set_rows[k]] = theta[set_rows[k]] - mean
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _quick(centred, own, p):
+    """Profile p's quick score: sum over its sets of (theta of its action - the set's mean)."""
+    q = 0.0
+    for s in range(own.shape[1]):
+        q += centred[own[p, s]]
+    return q
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _exact_score(theta, rows, weights, p):
+    """profile p's score as _profile_scores sums it (the same fused multiply-adds, in order)."""
+    acc = 0.0
+    for a in rows:
+        acc = _fma(theta[a], weights[a, p], acc)
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _chosen_wins(
+    theta, users, hour, rows, weights, members, start, chosen, chosen_profile, set_rows, set_start, own, cells
+):
+    """Per row (user ``users[j]`` at ``hour[j]``, at which its chosen message is eligible):
+    whether the chosen message is decide's best message, numpy's argmax over the eligible
+    messages' scores. It is, unless an eligible message of another profile scores above it,
+    or an eligible message before it (in catalogue order) scores the same.
+
+    Profiles are first compared by a quick form of the score, sum over sets of (theta of the
+    profile's action - the set's mean theta); only where that is within twice _quick_tolerance
+    of the chosen profile's is the exact score (_profile_scores') computed and compared."""
+    reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok = cells
+    n_p, n_s, n_r = own.shape[0], own.shape[1], rows.size
+    tol = 2.0 * _quick_tolerance(n_r, n_s)  # two quick scores this far apart compare the same way exactly
+    wins = np.zeros(users.size, dtype=np.int64)
+    centred = np.zeros(n_r + 1)  # theta - its set's mean; the last entry 0 (no action)
+    for j in range(users.size):
+        u, h = users[j], hour[j]
+        c, cp = chosen[u], chosen_profile[u]
+        th = theta[j]
+        _centre(th, set_rows, set_start, centred)
+        q_chosen = _quick(centred, own, cp)
+        low, high = q_chosen - tol, q_chosen + tol
+        target = np.nan  # the chosen profile's exact score, when needed
+        win = True
+        for p in range(n_p):
+            q = _quick(centred, own, p)
+            if q < low:
+                continue
+            above = q > high
+            if not above:
+                if math.isnan(target):
+                    target = _exact_score(th, rows, weights, cp)
+                score = _exact_score(th, rows, weights, p)
+                if score < target:
+                    continue
+                above = score > target
+            for k in range(start[p], start[p + 1]):
+                m = members[k]
+                if not above and m >= c:
+                    break  # a tie goes to the first eligible message
+                if _eligible(u, m, h, reachable, zone, valid, spacing, pair_start, pair_message, repeat_ok):
+                    win = False
+                    break
+            if not win:
                 break
-            # over all rows while most are undecided (cheaper than copying them), then over those
-            top = score.argmax(axis=1)[todo] if 2 * todo.size > n else score[todo].argmax(axis=1)
-            u, h = users[todo], hour[todo]
-            has = self._any_eligible(u, h, self.start[top], self.size[top])
-            mine = top == own[todo]
-            # the chosen profile on top: decided unless another profile ties it
-            alone = np.zeros(todo.size, dtype=bool)
-            alone[mine] = (score[todo[mine]] == target[todo[mine], None]).sum(axis=1) == 1
-            blocked = self._any_eligible(u[alone], h[alone], self.start[top[alone]], self.before[u[alone]])
-            wins[todo[alone]] = ~blocked
-            full.append(todo[(mine & ~alone) | (has & ~mine & (score[todo, top] == target[todo]))])
-            struck = ~has  # never the chosen profile (the chosen message is eligible)
-            score[todo[struck], top[struck]] = -np.inf
-            todo = todo[struck]
-        rest = np.concatenate([todo, *full])
-        if rest.size:
-            scores = np.take(score[rest], self.profile, axis=1)  # (r, M) message_scores
-            np.copyto(scores, -np.inf, where=~self.opts.eligibility.take(users[rest]).at(hour[rest]))
-            wins[rest] = scores.argmax(axis=-1) == self.chosen[users[rest]]
-        return wins
+        wins[j] = win
+    return wins
