@@ -114,9 +114,14 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The first rebuilt day (the earliest timestamp in a full build, or when none is rebuilt). -#}
-{% macro first_rebuilt_day(days) -%}
-    {{ days[0] if days else "cast('0001-01-01 00:00:00' as timestamp)" }}
+{#- Whether the timestamp is after the first rebuilt day less `hours_before` hours (the
+    goals that can reach the rebuilt days; true in a full build or when none is rebuilt). -#}
+{% macro after_first_rebuilt_day(ts, days, hours_before=0) -%}
+    {%- if days -%}
+        {{ ts }} > {{ days[0] }}{% if hours_before %} - {{ hours(hours_before) }}{% endif %}
+    {%- else -%}
+        true
+    {%- endif -%}
 {%- endmacro %}
 
 {#- The rebuilt days as a relation (column event_day): in a full build every day from the first

@@ -267,3 +267,21 @@
     {%- endset -%}
     {{ return(run_query(query).columns[0].values()[0] > 0) }}
 {%- endmacro %}
+
+{#- Step 1's followed time: per goal (user_id, goal_ts) of `goals`, the part of
+    [goal_ts - weight_window_hours, goal_ts) not covered by the user's previous goal,
+    [followed_from, goal_ts): disjoint intervals whose union is the user's followed time. A
+    goal's interval needs the previous goal only when that is within weight_window_hours of it. -#}
+{% macro followed_intervals(goals) -%}
+    select
+        user_id,
+        goal_ts,
+        greatest(
+            goal_ts - {{ hours(var('weight_window_hours')) }},
+            coalesce(
+                lag(goal_ts) over (partition by user_id order by goal_ts),
+                goal_ts - {{ hours(var('weight_window_hours')) }}
+            )
+        ) as followed_from
+    from {{ goals }}
+{%- endmacro %}

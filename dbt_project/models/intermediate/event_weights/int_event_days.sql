@@ -31,7 +31,7 @@ goals as (
     from {{ ref('stg_raw__events') }}
     where
         event_name = {{ sql_text(var('goal_event')) }}
-        and event_ts > {{ first_rebuilt_day(days) }}
+        and {{ after_first_rebuilt_day('event_ts', days) }}
 ),
 
 with_next_goal as (

@@ -17,14 +17,21 @@ with days as (
     select event_day from {{ rebuilt_days_relation(rebuilt, cutoff, var('weight_window_hours')) }} as rebuilt
 ),
 
--- the followed intervals (int_goals__followed_time) that can reach the rebuilt days
-intervals as (
+-- the followed intervals that can reach the rebuilt days (as in int_goals__followed_time):
+-- those of the goals after the first rebuilt day, whose previous goals matter only from
+-- weight_window_hours before it
+goals as (
     select
         user_id,
-        goal_ts,
-        followed_from
-    from {{ ref('int_goals__followed_time') }}
-    where goal_ts > {{ first_rebuilt_day(rebuilt) }}
+        event_ts as goal_ts
+    from {{ ref('stg_raw__events') }}
+    where
+        event_name = {{ sql_text(var('goal_event')) }}
+        and {{ after_first_rebuilt_day('event_ts', rebuilt, var('weight_window_hours')) }}
+),
+
+intervals as (
+    {{ followed_intervals('goals') }}
 ),
 
 per_day as (

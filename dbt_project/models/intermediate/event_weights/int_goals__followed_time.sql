@@ -15,19 +15,8 @@ with goals as (
         and event_ts < {{ as_of() }}
 ),
 
-with_previous as (
-    select
-        user_id,
-        goal_ts,
-        lag(goal_ts) over (partition by user_id order by goal_ts) as previous_goal_ts
-    from goals
+intervals as (
+    {{ followed_intervals('goals') }}
 )
 
-select
-    user_id,
-    goal_ts,
-    greatest(
-        goal_ts - {{ hours(var('weight_window_hours')) }},
-        coalesce(previous_goal_ts, goal_ts - {{ hours(var('weight_window_hours')) }})
-    ) as followed_from
-from with_previous
+select * from intervals
