@@ -64,10 +64,9 @@ def joint_probabilities(
     n_u, n_m, n_h = opts.eligible.shape
     out = np.zeros((n_u, n_h * n_m + 1))
     theta = rng.beta(alpha * sharpness, beta * sharpness, size=(draws, n_u, alpha.shape[1]))
-    send, hour, message = decide(theta, opts)
-    idx = np.where(send, hour * n_m + message, n_h * n_m)
-    for d in range(draws):
-        np.add.at(out, (np.arange(n_u), idx[d]), 1.0)
+    for d in range(draws):  # decide takes one draw (users x actions) at a time
+        send, hour, message = decide(theta[d], opts)
+        np.add.at(out, (np.arange(n_u), np.where(send, hour * n_m + message, n_h * n_m)), 1.0)
     return out / draws
 
 
