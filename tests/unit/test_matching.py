@@ -51,6 +51,12 @@ def test_decide_picks_best_hour_and_closest_message_among_eligible():
     assert message.tolist() == [1, 0]  # push+b best; user 1 falls back to push+a (0.4 - 0.3 > -0.4)
 
 
+def test_decide_takes_one_draw_and_says_so_otherwise():
+    theta = np.full((3, 1, 8), 0.5)  # (draws, users, actions): decide one draw at a time
+    with pytest.raises(ValueError, match=r"theta of shape \(users, actions\), not \(3, 1, 8\)"):
+        decide(theta, _options(np.ones((1, 3, 2), dtype=bool)))
+
+
 def test_a_missing_label_counts_as_average_so_more_labels_are_no_handicap():
     # reward rates near 0.4: push = email = 0.4, tone a 0.35 (below average), b 0.45 (above)
     theta = np.array([[0.4, 0.4, 0.35, 0.45, 0.5, 0.5, 0.5, 0.5]])

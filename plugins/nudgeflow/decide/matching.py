@@ -326,6 +326,8 @@ def decide(theta: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray, np
     Returns (send, hour, message): send (U,) bool, hour and message (U,) indices (-1 where
     nothing is sent).
     """
+    if np.ndim(theta) != 2:
+        raise ValueError(f"decide takes one draw, theta of shape (users, actions), not {np.shape(theta)}")
     n_u = theta.shape[0]
     if opts.message_actions.shape[0] == 0:  # an empty catalogue: nothing to send
         return np.zeros(n_u, dtype=bool), np.full(n_u, -1), np.full(n_u, -1)
