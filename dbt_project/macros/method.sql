@@ -285,3 +285,20 @@
         ) as followed_from
     from {{ goals }}
 {%- endmacro %}
+
+{#- The end of what Step 1 labels: events before as_of - weight_window_hours have their
+    follow window fully observed. -#}
+{% macro label_cutoff() -%}
+    {{ as_of() }} - {{ hours(var('weight_window_hours')) }}
+{%- endmacro %}
+
+{#- The goal events (user_id, goal_ts) of stg_raw__events that meet `condition` (on event_ts). -#}
+{% macro goal_events(condition='true') -%}
+    select
+        user_id,
+        event_ts as goal_ts
+    from {{ ref('stg_raw__events') }}
+    where
+        event_name = {{ sql_text(var('goal_event')) }}
+        and {{ condition }}
+{%- endmacro %}

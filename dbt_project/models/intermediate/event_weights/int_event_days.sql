@@ -3,14 +3,14 @@
     incremental_strategy='delete+insert',
     unique_key='event_day',
     on_schema_change='sync_all_columns',
-    pre_hook=day_table_trim(as_of() ~ ' - ' ~ hours(var('weight_window_hours'))),
+    pre_hook=day_table_trim(label_cutoff()),
 ) }}
 -- Step 1 of the method (event weights), the labelled events by day: per user, event name and
 -- UTC day, the events before as_of - weight_window_hours that are / are not followed by a goal
 -- of the same user in (event_ts, event_ts + weight_window_hours] (int_events__goal_followed's
 -- label, counted). event_weight_strata sums the days of the as-of horizon. Kept by day
 -- (macros/day_table.sql): a late goal relabels the days up to weight_window_hours before it.
-{%- set cutoff = as_of() ~ ' - ' ~ hours(var('weight_window_hours')) %}
+{%- set cutoff = label_cutoff() %}
 {%- set days = rebuilt_days(cutoff, var('weight_window_hours')) %}
 with events as (
     select
@@ -25,13 +25,7 @@ with events as (
 
 -- the goals that can follow those events
 goals as (
-    select
-        user_id,
-        event_ts as goal_ts
-    from {{ ref('stg_raw__events') }}
-    where
-        event_name = {{ sql_text(var('goal_event')) }}
-        and {{ after_first_rebuilt_day('event_ts', days) }}
+    {{ goal_events(after_first_rebuilt_day('event_ts', days)) }}
 ),
 
 with_next_goal as (

@@ -3,7 +3,7 @@
     incremental_strategy='delete+insert',
     unique_key='event_day',
     on_schema_change='sync_all_columns',
-    pre_hook=day_table_trim(as_of() ~ ' - ' ~ hours(var('weight_window_hours'))),
+    pre_hook=day_table_trim(label_cutoff()),
 ) }}
 -- Step 1 of the method (event weights), the followed time by day: per user and UTC day before
 -- as_of - weight_window_hours, the microseconds of the day (up to that cutoff) in which an
@@ -11,7 +11,7 @@
 -- int_goals__followed_time cut at the day's bounds. event_weight_strata sums the days of the
 -- as-of horizon. Kept by day (macros/day_table.sql): a late goal changes the days up to
 -- weight_window_hours before it.
-{%- set cutoff = as_of() ~ ' - ' ~ hours(var('weight_window_hours')) %}
+{%- set cutoff = label_cutoff() %}
 {%- set rebuilt = rebuilt_days(cutoff, var('weight_window_hours')) %}
 with days as (
     select event_day from {{ rebuilt_days_relation(rebuilt, cutoff, var('weight_window_hours')) }} as rebuilt
@@ -21,13 +21,7 @@ with days as (
 -- those of the goals after the first rebuilt day, whose previous goals matter only from
 -- weight_window_hours before it
 goals as (
-    select
-        user_id,
-        event_ts as goal_ts
-    from {{ ref('stg_raw__events') }}
-    where
-        event_name = {{ sql_text(var('goal_event')) }}
-        and {{ after_first_rebuilt_day('event_ts', rebuilt, var('weight_window_hours')) }}
+    {{ goal_events(after_first_rebuilt_day('event_ts', rebuilt, var('weight_window_hours'))) }}
 ),
 
 intervals as (

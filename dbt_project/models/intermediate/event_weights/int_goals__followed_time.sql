@@ -6,13 +6,7 @@
 -- goal_ts): these intervals are disjoint and their union is the time in which the user's
 -- events are followed. event_weights_history clips them to each weights date's horizon.
 with goals as (
-    select
-        user_id,
-        event_ts as goal_ts
-    from {{ ref('stg_raw__events') }}
-    where
-        event_name = {{ sql_text(var('goal_event')) }}
-        and event_ts < {{ as_of() }}
+    {{ goal_events('event_ts < ' ~ as_of()) }}
 ),
 
 intervals as (
