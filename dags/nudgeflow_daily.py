@@ -118,7 +118,8 @@ def nudgeflow_daily():
         doc_md="**Schedule**: check every row against the contract's rules a second time "
         "(`nudgeflow/guardrails.py`), then replace D's rows of `send_schedule` and its Parquet "
         "export `exports/send_schedule/date=D/part-0.parquet` (atomically), publish the "
-        "read-only copy of the warehouse, and update the Asset `nudgeflow_send_schedule`.",
+        "read-only snapshot of the result schemas and the events by day, and update the Asset "
+        "`nudgeflow_send_schedule`.",
     )
     def schedule(_matched: dict, logical_date=None, run_id=None, outlet_events=None) -> dict:
         result = _step("schedule", logical_date, run_id)

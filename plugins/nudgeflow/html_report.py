@@ -50,7 +50,7 @@ def table_one(con, goal: str, intent: str | None, start: dt.date, end: dt.date) 
                coalesce(bool_or(e.event_name = $goal), false) as converted,
                coalesce(sum(e.value) filter (where e.event_name = $goal), 0)::double as gmv
         from marts.user_features as u
-        left join staging.stg_raw__events as e
+        left join events as e
             on e.user_id = u.user_id and e.event_ts >= $start::date and e.event_ts < $end::date
         group by u.user_id, u.is_holdout
         """,
@@ -71,9 +71,7 @@ def figures(home: Path, days: int = 14, replicates: int = 200) -> dict:
         raise NudgeflowError(f"no published warehouse in {home}: run `nudgeflow run` first")
     settings = load_settings(home)
     with connect(home, published=True) as con:
-        first, last = con.execute(
-            "select min(event_ts)::date, max(event_ts)::date + 1 from staging.stg_raw__events"
-        ).fetchall()[0]
+        first, last = con.execute("select min(event_ts)::date, max(event_ts)::date + 1 from events").fetchall()[0]
         if last is None:
             raise NudgeflowError(f"no events in {home} yet: nothing to report")
         start = max(last - dt.timedelta(days=days), first)  # the days the data cover, at most `days`

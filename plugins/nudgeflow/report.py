@@ -45,7 +45,7 @@ def lift_figures(home: Path, days: int = 14) -> dict:
     settings = load_settings(home)
     with connect(home, published=True) as con:
         end, n_goal = con.execute(
-            "select max(event_ts)::date + 1, count(*) filter (where event_name = ?) from staging.stg_raw__events",
+            "select max(event_ts)::date + 1, count(*) filter (where event_name = ?) from events",
             [settings.goal_event],
         ).fetchall()[0]
         if end is None:
@@ -54,7 +54,7 @@ def lift_figures(home: Path, days: int = 14) -> dict:
             """
             with window_events as (
                 select user_id, value
-                from staging.stg_raw__events
+                from events
                 where event_name = $goal and event_ts >= $end::date - $days::int and event_ts < $end::date
             )
             select u.user_id, u.is_holdout,

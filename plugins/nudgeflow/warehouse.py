@@ -3,16 +3,19 @@
 DuckDB allows one writing process per file, so every step opens the file, does its work
 in one transaction and closes it, holding the home's lock (nudgeflow/lock.py); Airflow runs
 the steps one at a time (pool of one slot). Readers (explain, report, BI) never open the
-live file: each run ends by publishing a copy, `HOME/published/warehouse.duckdb`, swapped
-atomically, which any number of read-only readers may hold open while the next run writes.
+live file: each run ends by publishing `HOME/published/` (`publish`, docs/bi.md): a snapshot
+`warehouse.duckdb` of the result schemas, swapped atomically, which any number of read-only
+readers may hold open while the next run writes; the result tables as Parquet; and the typed,
+deduplicated events as one Parquet file per day, rewritten only for the days that changed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import os
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -20,16 +23,31 @@ import polars as pl
 
 from nudgeflow.config import NudgeflowError, load_settings, warehouse_path
 
+# the schemas the published snapshot holds: the results (main.send_schedule, the marts, the
+# Decide step's tables); staging and intermediate stay in the live file, and the events are
+# published beside it as Parquet by day (events/<YYYY-MM-DD>.parquet)
+SNAPSHOT_SCHEMAS = ("main", "marts", "decide")
+EVENTS = ("staging", "stg_raw__events")
+
 
 def published_path(home: Path) -> Path:
-    """The read-only copy of the warehouse that the last run published."""
+    """The read-only snapshot of the result schemas that the last run published."""
     return Path(home) / "published" / "warehouse.duckdb"
+
+
+def published_events(home: Path) -> str:
+    """The published events as a DuckDB table function: one Parquet file per UTC day of event_ts
+    (`empty.parquet` when there are none); a one-line error when nothing was published."""
+    folder = Path(home) / "published" / "events"
+    if not any(folder.glob("*.parquet")):
+        raise NudgeflowError(f"no published events in {folder}: run `nudgeflow run` first")
+    return f"read_parquet('{folder / '*.parquet'}')"
 
 
 @contextlib.contextmanager
 def connect(home: Path, *, published: bool = False):
     """The live warehouse (a writer: hold the home's lock), or with ``published`` the last
-    published copy, read-only."""
+    published snapshot, read-only, with the published events as the temporary view ``events``."""
     path = published_path(home) if published else warehouse_path(home)
     if published and not path.exists():
         raise NudgeflowError(f"no published warehouse at {path}: run `nudgeflow run` first")
@@ -37,6 +55,8 @@ def connect(home: Path, *, published: bool = False):
     con = duckdb.connect(str(path), read_only=published, config=limits)
     try:
         con.execute("set TimeZone = 'UTC'")
+        if published:
+            con.execute(f"create temp view events as select * from {published_events(home)}")
         yield con
     finally:
         con.close()
@@ -96,30 +116,99 @@ PUBLISHED_TABLES = {
 }
 
 
-def publish(home: Path) -> Path:
-    """Copy the (closed) warehouse to HOME/published/warehouse.duckdb, and its result tables
-    to HOME/published/<table>.parquet, each through a temporary name and a rename: a reader
-    sees the old file or the new one, never a partial one, and a reader holding the old copy
-    open keeps reading it."""
+def publish(home: Path, progress=None) -> Path:
+    """Publish HOME/published/ for readers, each file through a temporary name and a rename (a
+    reader sees the old file or the new one, never a partial one, and a reader holding the old
+    snapshot open keeps reading it): the result tables as <table>.parquet, the events by day
+    (only the days whose events changed are written again), then the snapshot warehouse.duckdb
+    of SNAPSHOT_SCHEMAS. Cost: the result tables and the changed days, not the whole warehouse."""
     target = published_path(home)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # from the live file (this process holds the home's lock): a reader of the old copy in this
-    # same process would otherwise be handed DuckDB's cached instance of the old file
+    # from the live file (this process holds the home's lock): a reader of the old snapshot in
+    # this same process would otherwise be handed DuckDB's cached instance of the old file
     with connect(home) as con:
         for name, (schema, table, rows) in PUBLISHED_TABLES.items():
-            if not table_exists(con, schema, table):
-                continue
-            query = f"select * from {schema}.{table} where {rows}"
-            out = target.parent / f"{name}.parquet"
-            _remove_stale_temporaries(out)
-            part = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-            con.execute(f"copy ({query}) to '{part}' (format parquet)")
-            os.replace(part, out)
-    _remove_stale_temporaries(target)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(warehouse_path(home), tmp)
+            if table_exists(con, schema, table):
+                _copy_atomically(con, f"select * from {schema}.{table} where {rows}", target.parent / f"{name}.parquet")
+        written = _publish_events(con, target.parent / "events")
+        _remove_stale_temporaries(target)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        con.execute(f"attach '{tmp}' as snapshot")
+        try:
+            for schema, table in con.execute(
+                "select table_schema, table_name from information_schema.tables "
+                "where table_catalog = current_database() and list_contains(?, table_schema) order by all",
+                [list(SNAPSHOT_SCHEMAS)],
+            ).fetchall():
+                con.execute(f'create schema if not exists snapshot."{schema}"')
+                con.execute(f'create table snapshot."{schema}"."{table}" as select * from "{schema}"."{table}"')
+        finally:
+            con.execute("detach snapshot")
     os.replace(tmp, target)
+    if progress:
+        progress(f"publish: {target.parent} ({written} day(s) of events written)")
     return target
+
+
+def _copy_atomically(con: duckdb.DuckDBPyConnection, query: str, out: Path) -> None:
+    _remove_stale_temporaries(out)
+    part = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    con.execute(f"copy ({query}) to '{part}' (format parquet)")
+    os.replace(part, out)
+
+
+def _publish_events(con: duckdb.DuckDBPyConnection, folder: Path) -> int:
+    """The typed, deduplicated events as folder/<YYYY-MM-DD>.parquet: a day is written again when
+    its count or its latest load_seq differs from the last publish's (folder/_days.json), or its
+    columns changed; days no longer in the warehouse are removed. Returns the days written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    schema, table = EVENTS
+    if not table_exists(con, schema, table):
+        return 0
+    columns = con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_catalog = current_database() and table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, table],
+    ).fetchall()
+    shape = hashlib.sha256(json.dumps(columns).encode()).hexdigest()[:16]
+    manifest = folder / "_days.json"
+    try:
+        old = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        old = {}
+    old_days = old.get("days", {}) if old.get("columns") == shape else {}
+    days = {
+        str(day): [n, seq]
+        for day, n, seq in con.execute(
+            f"select event_ts::date as day, count(*), coalesce(max(load_seq), -1) from {schema}.{table} group by all"
+        ).fetchall()
+    }
+    written = 0
+    for day, state in sorted(days.items()):
+        out = folder / f"{day}.parquet"
+        if old_days.get(day) == state and out.exists():
+            continue
+        start = dt.date.fromisoformat(day)
+        _copy_atomically(
+            con,
+            f"select * from {schema}.{table} where event_ts >= '{start}'::timestamp "
+            f"and event_ts < '{start + dt.timedelta(days=1)}'::timestamp order by event_ts",
+            out,
+        )
+        written += 1
+    empty = folder / "empty.parquet"  # so that a reader's glob matches a file when there are no events
+    if days:
+        empty.unlink(missing_ok=True)
+    else:
+        _copy_atomically(con, f"select * from {schema}.{table} limit 0", empty)
+    for stale in folder.glob("????-??-??.parquet"):
+        if stale.stem not in days:
+            stale.unlink()
+    _remove_stale_temporaries(manifest)
+    tmp = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"columns": shape, "days": days}, indent=0))
+    os.replace(tmp, manifest)
+    return written
 
 
 def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:

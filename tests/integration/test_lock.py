@@ -13,7 +13,7 @@ from nudgeflow.config import NudgeflowError
 from nudgeflow.lab.simulate import create_world, deliver
 from nudgeflow.lock import home_lock
 from nudgeflow.steps import run
-from nudgeflow.warehouse import published_path
+from nudgeflow.warehouse import connect, published_path, table_exists
 
 START = dt.date(2026, 1, 5)
 HOLD = """
@@ -66,3 +66,9 @@ def test_a_reader_holding_the_published_copy_does_not_block_the_next_run(tmp_pat
         assert (parquet / f"{name}.parquet").exists(), name
     rows = duckdb.sql(f"select count(*) from '{parquet / 'send_schedule.parquet'}'").fetchall()[0][0]
     assert rows == before + result["rows"]
+    # the events by day: the warehouse's typed, deduplicated events, whatever a reader holds
+    with connect(home) as live:
+        events = live.sql("select * from staging.stg_raw__events order by event_id").fetchall()
+    with connect(home, published=True) as snapshot:
+        assert snapshot.sql("select * from events order by event_id").fetchall() == events
+        assert not table_exists(snapshot, "staging", "stg_raw__events")  # the result schemas only

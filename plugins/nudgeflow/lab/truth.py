@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from nudgeflow.warehouse import published_path
+from nudgeflow.warehouse import published_events, published_path
 
 
 def truth_figures(home: Path, days: int = 14) -> dict:
@@ -35,6 +35,7 @@ def truth_figures(home: Path, days: int = 14) -> dict:
     try:
         con.execute("set TimeZone = 'UTC'")
         con.execute(f"attach '{published_path(home)}' as wh (read_only)")
+        con.execute(f"create temp view events as select * from {published_events(home)}")
         files = ", ".join(f"'{p}'" for p in truth)
         con.execute(f"create temp view effects as select * from read_parquet([{files}], union_by_name = true)")
         n, agree, corr, p_pos, p_neg = con.execute(
@@ -51,7 +52,7 @@ def truth_figures(home: Path, days: int = 14) -> dict:
         ).fetchall()[0]
         per_user = con.sql(
             """
-            with last_day as (select max(event_ts)::date + 1 as d from wh.staging.stg_raw__events)
+            with last_day as (select max(event_ts)::date + 1 as d from events)
             select u.is_holdout, coalesce(sum(t.true_effect), 0)::double as true_increment
             from wh.marts.user_features as u
             left join effects as t

@@ -1,5 +1,5 @@
 """Step 5, schedule: D's rows of `send_schedule` in the warehouse and in its Parquet export,
-then the published copy of the warehouse that readers use."""
+then what readers use (warehouse.publish: the snapshot of the result schemas, the events by day)."""
 
 from __future__ import annotations
 
