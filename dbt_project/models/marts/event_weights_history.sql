@@ -30,6 +30,8 @@
 {#- the macro's labelled history (one ASOF join over every event) is planned only when a date
     other than as_of is new, which a query tells when the model runs (a daily run has none) -#}
 {%- set others = other_new_weights_dates() %}
+{%- set strata_columns =
+    'weights_as_of, user_id, event_name, n_followed, n_not_followed, horizon_us, us_followed' %}
 with dates as (
     select {{ as_of() }} as weights_as_of
     union
@@ -55,26 +57,12 @@ horizons as (
 ),
 
 strata as (
-    select
-        weights_as_of,
-        user_id,
-        event_name,
-        n_followed,
-        n_not_followed,
-        horizon_us,
-        us_followed
+    select {{ strata_columns }}
     from {{ ref('event_weight_strata') }}
     where weights_as_of in (select new_dates.weights_as_of from new_dates)
     {%- if others %}
     union all
-    select
-        weights_as_of,
-        user_id,
-        event_name,
-        n_followed,
-        n_not_followed,
-        horizon_us,
-        us_followed
+    select {{ strata_columns }}
     from ({{ event_weight_strata('horizons') }}) as other_strata
     {%- endif %}
 ),
