@@ -32,6 +32,7 @@ Cosmos's `WatcherTrigger` (which reads the node's status from the producer's XCo
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -55,7 +56,9 @@ from cosmos.operators._watcher.triggerer import WatcherEventReason, WatcherTrigg
 STARTED = frozenset({"running", "success", "failed", "skipped"})
 NEVER_RAN = frozenset({"upstream_failed", "removed"})
 UPSTREAM_LOST = frozenset({"failed", "upstream_failed", "skipped", "removed"})
-POKE_INTERVAL_S = 1.0
+# how often the sensors of a run read the producer's state (one reading shared by all of them),
+# in the environment of the dag-processor, which writes it into each sensor's trigger
+POKE_INTERVAL_S = float(os.environ.get("NUDGEFLOW_DBT_POKE_SECONDS", "1") or 1)
 
 
 @dataclass

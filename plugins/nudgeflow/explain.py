@@ -42,7 +42,11 @@ def explain(home: Path, user_id: str, day: dt.date) -> dict:
         if frame.is_empty():
             known = read(con, "select count(*) as n from decide.samples where schedule_date = ?", [day])["n"][0]
             if not known:
-                raise NudgeflowError(f"no run for {day} in this warehouse")
+                latest = read(con, "select max(schedule_date) as d from decide.samples")["d"][0]
+                raise NudgeflowError(
+                    f"no run for {day} in the published snapshot: it holds the decisions of the latest "
+                    f"planned date ({latest})"
+                )
             raise NudgeflowError(f"user {user_id!r} was not a candidate on {day} (unknown, or in the global holdout)")
         stored = read(
             con,

@@ -101,7 +101,7 @@ def figures(home: Path, days: int = 14, replicates: int = 200) -> dict:
             event_weight_intervals(strata, settings.goal_event, replicates, settings.seed) if strata.height else []
         )
         f["effects"] = read(con, "select delta_y from marts.send_outcomes where is_scored")["delta_y"].to_numpy()
-        f["posteriors"] = _posterior_paths(con) if table_exists(con, "decide", "posteriors") else None
+        f["posteriors"] = _posterior_paths(con) if table_exists(con, "decide", "posterior_paths") else None
         if table_exists(con, "main", "send_schedule"):
             f["messages"] = read(
                 con, "select message_id, count(*) as n from send_schedule group by 1 order by n desc, 1 limit 15"
@@ -117,17 +117,15 @@ def figures(home: Path, days: int = 14, replicates: int = 200) -> dict:
 
 
 def _posterior_paths(con) -> dict:
-    """Posterior mean of each channel over the planned dates, for five users (stable choice)."""
+    """Posterior mean of each channel over the planned dates, for five users (stable choice:
+    the snapshot's decide.posterior_paths, warehouse.POSTERIOR_PATHS)."""
     frame = read(
         con,
         """
-        with sample as (
-            select distinct user_id from decide.posteriors order by md5(user_id) limit 5
-        )
-        select p.schedule_date, p.user_id, p.action, p.alpha / (p.alpha + p.beta) as mean
-        from decide.posteriors as p join sample using (user_id)
-        where p.action_set = 'channel'
-        order by p.schedule_date, p.user_id, p.action
+        select schedule_date, user_id, action, alpha / (alpha + beta) as mean
+        from decide.posterior_paths
+        where action_set = 'channel'
+        order by schedule_date, user_id, action
     """,
     )
     return {"dates": sorted({str(d) for d in frame["schedule_date"].to_list()}), "rows": frame}

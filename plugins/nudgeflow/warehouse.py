@@ -28,6 +28,22 @@ from nudgeflow.config import NudgeflowError, load_settings, warehouse_path
 # published beside it as Parquet by day (events/<YYYY-MM-DD>.parquet)
 SNAPSHOT_SCHEMAS = ("main", "marts", "decide")
 EVENTS = ("staging", "stg_raw__events")
+# but not every row of every table: the Decide step's per-user tables (users x actions rows a
+# date, 33 million at a million users) hold the latest planned date, and the marts that only
+# feed the priors (one row per send and action) stay in the live file; at a million users the
+# snapshot would otherwise grow by gigabytes a day
+LATEST_DATE = "schedule_date = (select max(schedule_date) from {table})"
+SNAPSHOT_ROWS = {("decide", "posteriors"): LATEST_DATE, ("decide", "samples"): LATEST_DATE}
+SNAPSHOT_LEFT_OUT = frozenset({("marts", "send_actions"), ("marts", "action_outcomes")})
+# how the posteriors moved over every planned date, for a stable sample of users (the HTML report)
+POSTERIOR_PATHS = """
+    with sample as (
+        select distinct user_id from decide.posteriors
+        where schedule_date = (select max(schedule_date) from decide.posteriors)
+        order by md5(user_id) limit 5
+    )
+    select p.* from decide.posteriors as p join sample using (user_id)
+"""
 
 
 def published_path(home: Path) -> Path:
@@ -121,7 +137,8 @@ def publish(home: Path, progress=None) -> Path:
     reader sees the old file or the new one, never a partial one, and a reader holding the old
     snapshot open keeps reading it): the result tables as <table>.parquet, the events by day
     (only the days whose events changed are written again), then the snapshot warehouse.duckdb
-    of SNAPSHOT_SCHEMAS. Cost: the result tables and the changed days, not the whole warehouse."""
+    of SNAPSHOT_SCHEMAS (SNAPSHOT_ROWS, SNAPSHOT_LEFT_OUT). Cost: the result tables and the
+    changed days, not the whole warehouse."""
     target = published_path(home)
     target.parent.mkdir(parents=True, exist_ok=True)
     # from the live file (this process holds the home's lock): a reader of the old snapshot in
@@ -140,8 +157,14 @@ def publish(home: Path, progress=None) -> Path:
                 "where table_catalog = current_database() and list_contains(?, table_schema) order by all",
                 [list(SNAPSHOT_SCHEMAS)],
             ).fetchall():
+                if (schema, table) in SNAPSHOT_LEFT_OUT:
+                    continue
+                relation = f'"{schema}"."{table}"'
+                rows = SNAPSHOT_ROWS.get((schema, table), "true").format(table=relation)
                 con.execute(f'create schema if not exists snapshot."{schema}"')
-                con.execute(f'create table snapshot."{schema}"."{table}" as select * from "{schema}"."{table}"')
+                con.execute(f"create table snapshot.{relation} as select * from {relation} where {rows}")
+            if table_exists(con, "decide", "posteriors"):
+                con.execute(f"create table snapshot.decide.posterior_paths as {POSTERIOR_PATHS}")
         finally:
             con.execute("detach snapshot")
     os.replace(tmp, target)
