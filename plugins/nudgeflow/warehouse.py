@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
@@ -93,23 +94,37 @@ def read(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -
 
 
 def replace_partition(
-    con: duckdb.DuckDBPyConnection, table: str, day: dt.date, frame: pl.DataFrame, date_column: str = "schedule_date"
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    day: dt.date,
+    frame: pl.DataFrame | Iterable[pl.DataFrame],
+    date_column: str = "schedule_date",
 ) -> None:
-    """Replace the rows of one date in `table` (created from the frame's schema if missing)."""
+    """Replace the rows of one date in `table` (created from the first frame's schema if
+    missing), in one transaction, with a frame or with the frames an iterable yields one at a
+    time (a step's memory is then bound by a frame, not by the date's rows)."""
     schema = table.split(".")[0] if "." in table else "main"
+    frames = [frame] if isinstance(frame, pl.DataFrame) else frame
     con.execute(f"create schema if not exists {schema}")
-    con.register("partition_rows", frame)
     try:
         con.execute("begin transaction")
-        con.execute(f"create table if not exists {table} as select * from partition_rows limit 0")
-        con.execute(f"delete from {table} where {date_column} = ?", [day])
-        con.execute(f"insert into {table} by name select * from partition_rows")
+        fresh = True
+        for part in frames:
+            con.register("partition_rows", part)
+            try:
+                if fresh:
+                    con.execute(f"create table if not exists {table} as select * from partition_rows limit 0")
+                    con.execute(f"delete from {table} where {date_column} = ?", [day])
+                    fresh = False
+                con.execute(f"insert into {table} by name select * from partition_rows")
+            finally:
+                con.unregister("partition_rows")
+        if fresh and table_exists(con, schema, table.split(".")[-1]):  # no frames: the date has no rows
+            con.execute(f"delete from {table} where {date_column} = ?", [day])
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
-    finally:
-        con.unregister("partition_rows")
 
 
 def _remove_stale_temporaries(path: Path) -> None:

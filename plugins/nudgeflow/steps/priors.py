@@ -15,6 +15,8 @@ from nudgeflow.decide.priors import null_posterior, posterior, prior_from_statis
 from nudgeflow.steps.progress import Progress, say
 from nudgeflow.warehouse import connect, read, replace_partition
 
+CHUNK_USERS = 100_000  # users whose posteriors are made together
+
 
 def run_actions(con, settings) -> pl.DataFrame:
     """The action space of this run: the catalogue's channels and labels, the allowed send
@@ -31,13 +33,9 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
         # the priors' cells: the behaviour that predicts preferences, or the matching cells
         cell = "prior_cell" if settings.prior_cells == "behaviour" else "cell"
         users = read(
-            con, f"select user_id, {cell} as cell, cell as matching_cell from marts.user_features where not is_holdout"
-        )
-        # the evidence with forgetting (older sends weigh less; see action_outcomes)
-        outcomes = read(
             con,
-            "select user_id, action_set, action, weighted_successes as successes, "
-            "weighted_trials as trials from marts.action_outcomes",
+            f"select user_id, {cell} as cell, cell as matching_cell from marts.user_features "
+            "where not is_holdout order by user_id",
         )
         actions = run_actions(con, settings)
         # the fit reads the cells' sums (a cells x actions table), not the users
@@ -50,7 +48,6 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
         prior = prior_from_statistics(
             stats, max_strength=settings.prior_max_strength, min_users=settings.prior_min_users
         )
-        post = posterior(users.drop("matching_cell"), actions, prior, outcomes)
         # the measured null (placebos of the user's cell): send-or-wait's reference
         nulls = read(
             con,
@@ -58,17 +55,27 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
             "where sent_date >= cast(? as date) - ? * interval 1 day group by cell",
             [day, settings.null_window_days],
         )
-        post = pl.concat(
-            [
-                post,
-                null_posterior(
-                    users.select("user_id", cell="matching_cell"), nulls, strength=settings.prior_max_strength
-                ),
-            ],
-            how="vertical_relaxed",
-        )
+
+        def chunks():
+            """The posteriors of CHUNK_USERS users at a time (the step's memory is bound by a
+            chunk, not by users x actions), with their evidence read for those users only."""
+            for lo in range(0, max(users.height, 1), CHUNK_USERS):  # one (empty) chunk when no users
+                part = users.slice(lo, CHUNK_USERS)
+                # the evidence with forgetting (older sends weigh less; see action_outcomes)
+                outcomes = read(
+                    con,
+                    "select user_id, action_set, action, weighted_successes as successes, "
+                    "weighted_trials as trials from marts.action_outcomes where user_id between ? and ?",
+                    [part["user_id"].min(), part["user_id"].max()],
+                )
+                post = posterior(part.drop("matching_cell"), actions, prior, outcomes)
+                null = null_posterior(
+                    part.select("user_id", cell="matching_cell"), nulls, strength=settings.prior_max_strength
+                )
+                yield pl.concat([post, null], how="vertical_relaxed").with_columns(schedule_date=pl.lit(day))
+
         replace_partition(con, "decide.priors", day, prior.with_columns(schedule_date=pl.lit(day)))
-        replace_partition(con, "decide.posteriors", day, post.with_columns(schedule_date=pl.lit(day)))
+        replace_partition(con, "decide.posteriors", day, chunks())
     say(
         progress,
         f"priors: {prior.height} (cell, action) priors; posteriors for {users.height} users x {actions.height} actions",
