@@ -1,6 +1,6 @@
 """`nudgeflow report --html OUT`: one self-contained HTML file that people look at.
 
-Read from the published copy of the warehouse (never the live file), on any home, simulated
+Read from the published snapshot and events (never the live file), on any home, simulated
 or not:
 
 1. the agentic group's lift over the holdout in the style of the paper's Table 1: absolute
