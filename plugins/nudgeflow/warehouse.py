@@ -37,10 +37,10 @@ LATEST_DATE = "schedule_date = (select max(schedule_date) from {table})"
 SNAPSHOT_ROWS = {("decide", "posteriors"): LATEST_DATE, ("decide", "samples"): LATEST_DATE}
 SNAPSHOT_LEFT_OUT = frozenset({("marts", "send_actions"), ("marts", "action_outcomes")})
 # how the posteriors moved over every planned date, for a stable sample of users (the HTML report)
-POSTERIOR_PATHS = """
+POSTERIOR_PATHS = f"""
     with sample as (
         select distinct user_id from decide.posteriors
-        where schedule_date = (select max(schedule_date) from decide.posteriors)
+        where {LATEST_DATE.format(table="decide.posteriors")}
         order by md5(user_id) limit 5
     )
     select p.* from decide.posteriors as p join sample using (user_id)
@@ -143,7 +143,7 @@ PUBLISHED_TABLES = {
     "daily_lift": ("marts", "daily_lift", "true"),
     "channel_effects": ("marts", "channel_effects", "true"),
     # the posteriors of the latest planned date only (users x actions rows)
-    "action_posteriors": ("decide", "posteriors", "schedule_date = (select max(schedule_date) from decide.posteriors)"),
+    "action_posteriors": ("decide", "posteriors", LATEST_DATE.format(table="decide.posteriors")),
 }
 
 
