@@ -233,6 +233,15 @@ class Settings:
         gt=0,
         dbt=False,
     )
+    decide_history_days: int = setting(
+        1,
+        "planned dates of the per-user Decide tables (decide.posteriors, decide.samples: users x "
+        "actions rows a date) kept in the warehouse, the latest included; a run deletes older ones "
+        "(decide.choices and the report's sample of posterior paths keep every date)",
+        unit="dates",
+        ge=1,
+        dbt=False,
+    )
     policy: str = setting("agentic", "the deciding policy", choices=("agentic",), dbt=False)
     duckdb_memory_limit: str = setting(
         "50%",

@@ -118,7 +118,7 @@ def figures(home: Path, days: int = 14, replicates: int = 200) -> dict:
 
 def _posterior_paths(con) -> dict:
     """Posterior mean of each channel over the planned dates, for five users (stable choice:
-    the snapshot's decide.posterior_paths, warehouse.POSTERIOR_PATHS)."""
+    the snapshot's decide.posterior_paths, warehouse.LATEST_PATHS)."""
     frame = read(
         con,
         """

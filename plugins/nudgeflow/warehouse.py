@@ -34,17 +34,20 @@ EVENTS = ("staging", "stg_raw__events")
 # feed the priors (one row per send and action) stay in the live file; at a million users the
 # snapshot would otherwise grow by gigabytes a day
 LATEST_DATE = "schedule_date = (select max(schedule_date) from {table})"
-SNAPSHOT_ROWS = {("decide", "posteriors"): LATEST_DATE, ("decide", "samples"): LATEST_DATE}
 SNAPSHOT_LEFT_OUT = frozenset({("marts", "send_actions"), ("marts", "action_outcomes")})
-# how the posteriors moved over every planned date, for a stable sample of users (the HTML report)
-POSTERIOR_PATHS = f"""
-    with sample as (
-        select distinct user_id from decide.posteriors
-        where {LATEST_DATE.format(table="decide.posteriors")}
-        order by md5(user_id) limit 5
-    )
-    select p.* from decide.posteriors as p join sample using (user_id)
-"""
+# how the posteriors moved over every planned date, for a stable sample of users (the HTML
+# report): the priors step keeps every date's posteriors of PATH_USERS users (the smallest
+# md5(user_id)) in decide.posterior_paths, which outlives decide_history_days; the snapshot
+# holds the paths of the latest date's first five of them
+PATH_USERS = 20
+LATEST_PATHS = """user_id in (
+    select user_id from {table} where schedule_date = (select max(schedule_date) from {table})
+    group by user_id order by md5(user_id) limit 5)"""
+SNAPSHOT_ROWS = {
+    ("decide", "posteriors"): LATEST_DATE,
+    ("decide", "samples"): LATEST_DATE,
+    ("decide", "posterior_paths"): LATEST_PATHS,
+}
 
 
 def published_path(home: Path) -> Path:
@@ -127,6 +130,33 @@ def replace_partition(
         raise
 
 
+def prune_history(con: duckdb.DuckDBPyConnection, table: str, day: dt.date, keep_days: int) -> None:
+    """Delete the dates of a per-user Decide table older than the latest ``keep_days`` planned
+    dates (setting decide_history_days), but never ``day`` (a run for an earlier date keeps its
+    own rows until a later run prunes them): the live file then holds a bounded number of
+    users x actions partitions, not one more every day."""
+    con.execute(
+        f"delete from {table} where schedule_date <> ? and schedule_date <= "
+        f"(select max(schedule_date) from {table}) - ? * interval 1 day",
+        [day, keep_days],
+    )
+
+
+def require_partition(con: duckdb.DuckDBPyConnection, table: str, day: dt.date, needed_by: str) -> None:
+    """Raise a one-line error when ``table`` has no rows of ``day`` but has rows of a later
+    date: the date was pruned (decide_history_days), and a step reading it would otherwise
+    write nothing for the day as if it had no users."""
+    (present, later) = con.execute(
+        f"select bool_or(schedule_date = ?), max(schedule_date) filter (where schedule_date > ?) from {table}",
+        [day, day],
+    ).fetchall()[0]
+    if not present and later is not None:
+        raise NudgeflowError(
+            f"{needed_by} for {day}: {table} no longer holds {day} (the warehouse keeps the latest "
+            f"decide_history_days planned dates, latest {later}): run the whole run for {day} again"
+        )
+
+
 def _remove_stale_temporaries(path: Path) -> None:
     """Temporary files a killed writer left beside ``path`` (the home's lock is held, so no
     other writer is using them)."""
@@ -178,8 +208,6 @@ def publish(home: Path, progress=None) -> Path:
                 rows = SNAPSHOT_ROWS.get((schema, table), "true").format(table=relation)
                 con.execute(f'create schema if not exists snapshot."{schema}"')
                 con.execute(f"create table snapshot.{relation} as select * from {relation} where {rows}")
-            if table_exists(con, "decide", "posteriors"):
-                con.execute(f"create table snapshot.decide.posterior_paths as {POSTERIOR_PATHS}")
         finally:
             con.execute("detach snapshot")
     os.replace(tmp, target)

@@ -73,6 +73,7 @@ def test_daily_runs_equal_a_full_recompute(homes, read_tables):
         and not actions.select("send_id", "action_set").is_duplicated().any()
     )
     assert set(actions["send_id"]) <= set(a["marts.send_outcomes"]["send_id"])
+    assert actions.drop("reward").null_count().sum_horizontal().item() == 0  # a view: no constraints
     assert not a["marts.action_outcomes"].select("user_id", "action_set", "action").is_duplicated().any()
 
 

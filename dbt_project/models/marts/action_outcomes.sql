@@ -31,3 +31,6 @@ aggregated as (
 )
 
 select * from aggregated
+-- stored by user: the priors step reads it a chunk of users at a time (user_id between), and
+-- DuckDB skips the row groups outside a chunk by their min and max
+order by user_id, action_set, action

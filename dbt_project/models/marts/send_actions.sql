@@ -1,6 +1,9 @@
 -- Step 4: the actions each measured send took, long format: one row per (send, action set),
 -- action sets channel, send_hour, frequency and label_<dimension>, with the send's reward.
 -- Only sends with matured_at <= as_of, so a run for an earlier date sees what it saw then.
+-- A view: action_outcomes, its one reader, aggregates it in the same statement (storing it
+-- wrote one row per send and action set every run: tens of millions at a million users).
+{{ config(materialized='view') }}
 with outcomes as (
     select
         send_id,

@@ -22,7 +22,7 @@ from nudgeflow.decide.matching import Options
 from nudgeflow.decide.priors import NULL_ACTION
 from nudgeflow.decide.shard import CHOICES_SCHEMA, Plan, choices, decide_shard, shard_options
 from nudgeflow.steps.progress import Progress, say
-from nudgeflow.warehouse import connect, read, replace_partition, table_exists
+from nudgeflow.warehouse import connect, read, replace_partition, require_partition, table_exists
 
 CHUNK_USERS = 20_000  # users decided together
 
@@ -144,6 +144,8 @@ def step_match(home: Path, day: dt.date, progress: Progress = None) -> dict:
         user_ids = read(
             con, "select distinct user_id from decide.samples where schedule_date = ? order by user_id", [day]
         )["user_id"].to_list()
+        for table in ("decide.samples", "decide.posteriors"):
+            require_partition(con, table, day, "match")
         if not user_ids:  # an empty home, or a date before any user is known
             replace_partition(con, "decide.choices", day, pl.DataFrame(schema=CHOICES_SCHEMA))
             say(progress, "match: no candidate users (none known, or all in the holdout): nothing to send")

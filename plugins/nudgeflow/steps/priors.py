@@ -13,7 +13,7 @@ from nudgeflow.config import load_settings
 from nudgeflow.decide.action_space import action_space
 from nudgeflow.decide.priors import null_posterior, posterior, prior_from_statistics
 from nudgeflow.steps.progress import Progress, say
-from nudgeflow.warehouse import connect, read, replace_partition
+from nudgeflow.warehouse import PATH_USERS, connect, prune_history, read, replace_partition
 
 CHUNK_USERS = 100_000  # users whose posteriors are made together
 
@@ -56,6 +56,12 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
             [day, settings.null_window_days],
         )
 
+        # the users whose posteriors are kept for every date (the report's posterior paths)
+        con.register("candidates", users.select("user_id"))
+        path_users = con.sql(f"select user_id from candidates order by md5(user_id) limit {PATH_USERS}").pl()
+        con.unregister("candidates")
+        paths = []
+
         def chunks():
             """The posteriors of CHUNK_USERS users at a time (the step's memory is bound by a
             chunk, not by users x actions), with their evidence read for those users only."""
@@ -72,10 +78,14 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
                 null = null_posterior(
                     part.select("user_id", cell="matching_cell"), nulls, strength=settings.prior_max_strength
                 )
-                yield pl.concat([post, null], how="vertical_relaxed").with_columns(schedule_date=pl.lit(day))
+                rows = pl.concat([post, null], how="vertical_relaxed").with_columns(schedule_date=pl.lit(day))
+                paths.append(rows.join(path_users, on="user_id", how="semi"))
+                yield rows
 
         replace_partition(con, "decide.priors", day, prior.with_columns(schedule_date=pl.lit(day)))
         replace_partition(con, "decide.posteriors", day, chunks())
+        prune_history(con, "decide.posteriors", day, settings.decide_history_days)
+        replace_partition(con, "decide.posterior_paths", day, pl.concat(paths))
     say(
         progress,
         f"priors: {prior.height} (cell, action) priors; posteriors for {users.height} users x {actions.height} actions",

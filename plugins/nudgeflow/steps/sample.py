@@ -13,7 +13,7 @@ from nudgeflow.decide.action_space import dense
 from nudgeflow.decide.sampling import thompson_sample
 from nudgeflow.decide.shard import day_keys
 from nudgeflow.steps.progress import Progress, say
-from nudgeflow.warehouse import connect, read, replace_partition
+from nudgeflow.warehouse import connect, prune_history, read, replace_partition, require_partition
 
 CHUNK_USERS = 100_000  # users sampled together: the step's memory is bound by a chunk
 SAMPLES_SCHEMA = {
@@ -33,6 +33,8 @@ def step_sample(home: Path, day: dt.date, progress: Progress = None) -> dict:
         user_ids = read(
             con, "select distinct user_id from decide.posteriors where schedule_date = ? order by user_id", [day]
         )["user_id"].to_list()
+        if not user_ids:
+            require_partition(con, "decide.posteriors", day, "sample")
         counts = {"draws": 0, "actions": 0}
 
         def chunks():
@@ -57,5 +59,6 @@ def step_sample(home: Path, day: dt.date, progress: Progress = None) -> dict:
                 )
 
         replace_partition(con, "decide.samples", day, chunks())
+        prune_history(con, "decide.samples", day, settings.decide_history_days)
     say(progress, f"sample: {counts['draws']} draws for {len(user_ids)} users x {counts['actions']} actions")
     return {"draws": counts["draws"]}
