@@ -62,8 +62,8 @@ def test_the_decide_tables_keep_the_latest_dates_and_the_paths_every_date(tmp_pa
             == choices
         )
     # the run for the pruned date makes it again, for the same users, and keeps the later dates
-    # (not every bit: the priors' sums may add in another order, and a last-bit difference can
-    # move the propensity of a message tied with another, see docs/benchmarks.md)
+    # (the same messages here, not the same propensities: a run for an earlier date keeps the
+    # no-repeat rules with the later dates' schedules, steps/match.py _scheduled_after)
     run(home, days[0])
     assert dates(home, "posteriors") == days
     with connect(home) as con:

@@ -38,11 +38,12 @@ def step_priors(home: Path, day: dt.date, progress: Progress = None) -> dict:
             "where not is_holdout order by user_id",
         )
         actions = run_actions(con, settings)
-        # the fit reads the cells' sums (a cells x actions table), not the users
+        # the fit reads the cells' sums (a cells x actions table), not the users, in a fixed
+        # order: the fit's float sums then give the same bits on every rerun
         stats = read(
             con,
             "select cell, action_set, action, n_users, trials, successes, sum_sq "
-            "from marts.prior_statistics where cells = ?",
+            "from marts.prior_statistics where cells = ? order by cell, action_set, action",
             [settings.prior_cells],
         )
         prior = prior_from_statistics(
