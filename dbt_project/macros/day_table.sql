@@ -60,18 +60,22 @@
     earlier) on, and the days that late events reach (see above). Read by one query when the
     model runs, and written into its SQL as constants: filters on a subquery made DuckDB
     estimate a handful of rows and plan the ASOF join as a nested loop (minutes at 100k users). -#}
-{% macro rebuilt_days(cutoff, reach_hours) -%}
+{% macro rebuilt_days(cutoff, reach_hours, added_columns=[]) -%}
     {%- if not is_incremental() -%}
         {{ return(none) }}
     {%- endif -%}
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
-    {#- a table of an earlier version, without the watermark: every day, once (the column is
-        added by on_schema_change='sync_all_columns') -#}
-    {%- if 'loaded_through' not in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}
-        {{ return(none) }}
-    {%- endif -%}
+    {#- a table of an earlier version, without the watermark or one of the model's
+        added_columns (columns added since the table was first built): every day, once (the
+        columns are added by on_schema_change='sync_all_columns', null in the kept rows) -#}
+    {%- set present = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    {%- for column in ['loaded_through'] + added_columns -%}
+        {%- if column not in present -%}
+            {{ return(none) }}
+        {%- endif -%}
+    {%- endfor -%}
     {%- set reach_days = ((reach_hours | float) / 24.0) | round(0, 'ceil') | int %}
     {%- set query -%}
         select distinct strftime(days.event_day, '%Y-%m-%d %H:%M:%S') as event_day

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from nudgeflow.config import Settings, as_of
+from nudgeflow.config import Settings, as_of, load_settings
 from nudgeflow.lab.simulate import create_world
 from nudgeflow.steps import step_ingest
 from nudgeflow.steps.measure import dbt_args, dbt_build, run_dbt
@@ -37,6 +37,7 @@ TABLES = {
     "marts.send_actions": "send_id, action_set",
     "marts.action_outcomes": "user_id, action_set, action",
     "marts.event_weight_strata": "user_id, event_name",
+    "marts.daily_lift": "event_date, user_group",
     # the day tables (macros/day_table.sql), without the build's watermark
     "(select * exclude (loaded_through) from intermediate.int_user_days)": "user_id, event_day",
     "(select * exclude (loaded_through) from intermediate.int_event_days)": "user_id, event_name, event_day",
@@ -77,6 +78,45 @@ def test_daily_runs_equal_a_full_recompute(homes, read_tables):
     assert not a["marts.action_outcomes"].select("user_id", "action_set", "action").is_duplicated().any()
 
 
+def test_daily_lift_counts_each_days_goal_events_by_group(homes, read_tables):
+    """marts.daily_lift (read from int_user_days) against the goal events themselves."""
+    daily, _ = homes
+    settings = load_settings(daily)
+    t = read_tables(
+        daily,
+        {
+            "marts.daily_lift": "event_date, user_group",
+            "staging.stg_raw__events": "event_ts",
+            "marts.user_features": "user_id",
+        },
+    )
+    groups = t["marts.user_features"].select(
+        "user_id", user_group=pl.when("is_holdout").then(pl.lit("holdout")).otherwise(pl.lit("agentic"))
+    )
+    start = as_of(DAILY[-1]) - dt.timedelta(days=settings.report_window_days)
+    goals = t["staging.stg_raw__events"].filter(
+        (pl.col("event_name") == settings.goal_event) & (pl.col("event_ts") >= start)
+    )
+    expected = (
+        goals.join(groups, on="user_id")
+        .group_by(event_date=pl.col("event_ts").dt.date(), user_group="user_group")
+        .agg(goal_events=pl.len(), goal_users=pl.col("user_id").n_unique(), gmv=pl.col("value").sum())
+    )
+    lift = t["marts.daily_lift"]
+    assert goals.height > 100 and lift["goal_events"].sum() == expected["goal_events"].sum()
+    got = lift.join(expected, on=["event_date", "user_group"], how="left", suffix="_events")
+    for column in ("goal_events", "goal_users", "gmv"):
+        want = got[f"{column}_events"].fill_null(0).cast(pl.Float64)
+        assert (got[column].cast(pl.Float64) - want).abs().max() < 1e-9, column
+    # every day from the first event to the day before as_of, for each group, with its size
+    first = t["staging.stg_raw__events"]["event_ts"].min().date()
+    assert lift["event_date"].unique().sort().to_list() == [
+        first + dt.timedelta(days=d) for d in range((DAILY[-1] - first).days)
+    ]
+    sizes = dict(groups.group_by("user_group").len().iter_rows())
+    assert dict(lift.select("user_group", "n_users").unique().iter_rows()) == sizes
+
+
 def test_sends_are_scored_with_the_weights_of_their_first_run(homes, read_tables):
     daily, _ = homes
     outcomes = read_tables(daily, TABLES)["marts.send_outcomes"]
@@ -108,9 +148,10 @@ def test_late_events_do_not_rescore_measured_sends(homes, read_tables, tmp_path)
         }
     )
     late.write_parquet(home / "landing" / "events" / "late_arrivals.parquet")
-    # and int_user_days as an earlier version left it, without its watermark: rebuilt whole once
+    # and int_user_days as an earlier version left it, without a column added since (its
+    # watermark loaded_through, then goal_value): rebuilt whole once
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
-        con.execute("alter table intermediate.int_user_days drop column loaded_through")
+        con.execute("alter table intermediate.int_user_days drop column goal_value")
     next_day = DAILY[-1] + dt.timedelta(days=1)
     step_ingest(home, next_day)
     dbt_build(home, PLACEBOS, as_of(next_day))
@@ -131,8 +172,8 @@ def test_late_events_do_not_rescore_measured_sends(homes, read_tables, tmp_path)
     run_dbt(dbt_args("build", refreshed, PLACEBOS, *refresh), refreshed, as_of(next_day))
     days = {t: k for t, k in TABLES.items() if any(m in t for m in models)}
     a, b = read_tables(home, days), read_tables(refreshed, days)
-    for table in days:
-        assert_frame_equal(a[table], b[table], check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+    for table in days:  # (a column added to an existing table comes last)
+        assert_frame_equal(a[table], b[table], check_exact=False, rel_tol=1e-9, abs_tol=1e-12, check_column_order=False)
     user_days = next(t for t in days if "int_user_days" in t)
     goals = {
         name: t[user_days].filter(pl.col("user_id") == send["user_id"])["n_goal"].sum()

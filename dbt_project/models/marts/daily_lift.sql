@@ -17,28 +17,22 @@ group_sizes as (
     group by user_group
 ),
 
-goals as (
-    select
-        events.user_id,
-        cast(events.event_ts as date) as event_date,
-        events.value
-    from {{ ref('stg_raw__events') }} as events
-    where
-        events.event_name = {{ sql_text(var('goal_event')) }}
-        and events.event_ts >= {{ as_of() }} - interval {{ var('report_window_days') | int }} day
-),
-
+-- the users' goal events by UTC day (int_user_days: kept by day, so a run does not rescan
+-- the window's events)
 per_day as (
     select
-        goals.event_date,
+        cast(user_days.event_day as date) as event_date,
         users.user_group,
-        count(*) as goal_events,
-        count(distinct goals.user_id) as goal_users,
-        coalesce(sum(goals.value), 0) as gmv
-    from goals
+        sum(user_days.n_goal) as goal_events,
+        count(*) as goal_users,
+        sum(user_days.goal_value) as gmv
+    from {{ ref('int_user_days') }} as user_days
     inner join users
-        on users.user_id = goals.user_id
-    group by goals.event_date, users.user_group
+        on users.user_id = user_days.user_id
+    where
+        user_days.n_goal > 0
+        and user_days.event_day >= {{ as_of() }} - interval {{ var('report_window_days') | int }} day
+    group by user_days.event_day, users.user_group
 ),
 
 -- every day of the window from the first event on, for every group: a day without a goal
@@ -47,7 +41,7 @@ days as (
     select cast(window_days.range as date) as event_date
     from {{ day_series(
         "cast(greatest(" ~ as_of() ~ " - interval " ~ (var('report_window_days') | int) ~ " day, "
-        ~ "(select date_trunc('day', min(event_ts)) from " ~ ref('stg_raw__events') ~ ")) as timestamp)",
+        ~ "(select min(event_day) from " ~ ref('int_user_days') ~ ")) as timestamp)",
         as_of(),
     ) }} as window_days
 ),

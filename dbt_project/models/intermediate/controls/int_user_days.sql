@@ -7,11 +7,12 @@
 ) }}
 -- Step 3 (controls), one row per user and UTC day with events before as_of: what
 -- int_user_features__dated sums over each feature date's window, computed once for all its
--- dates (and slices): the day's events and goal events, its first and last event time, and the
--- events' UTC hours of day as angles, summed (their circular mean is the activity hour).
+-- dates (and slices): the day's events and goal events (and the goal events' value, for
+-- daily_lift), its first and last event time, and the events' UTC hours of day as angles,
+-- summed (their circular mean is the activity hour).
 -- Kept by day (macros/day_table.sql): a run aggregates the days since the last one and the
 -- days of late events, not the history.
-{%- set days = rebuilt_days(as_of(), 0) %}
+{%- set days = rebuilt_days(as_of(), 0, added_columns=['goal_value']) %}
 with events as (
     select events.*
     from {{ ref('stg_raw__events') }} as events
@@ -24,6 +25,7 @@ user_days as (
         date_trunc('day', event_ts) as event_day,
         count(*) as n_events,
         count(*) filter (where event_name = {{ sql_text(var('goal_event')) }}) as n_goal,
+        coalesce(sum(value) filter (where event_name = {{ sql_text(var('goal_event')) }}), 0) as goal_value,
         min(event_ts) as first_event_ts,
         max(event_ts) as last_event_ts,
         sum(sin(2 * pi() * (hour(event_ts) + minute(event_ts) / 60) / 24)) as sin_hour,
