@@ -38,6 +38,8 @@ TABLES = {
     "marts.action_outcomes": "user_id, action_set, action",
     "marts.event_weight_strata": "user_id, event_name",
     "marts.daily_lift": "event_date, user_group",
+    "marts.consents_current": "user_id, channel",
+    "marts.quarantine": "table_name, _file, _row, reason",
     # the day tables (macros/day_table.sql), without the build's watermark
     "(select * exclude (loaded_through) from intermediate.int_user_days)": "user_id, event_day",
     "(select * exclude (loaded_through) from intermediate.int_event_days)": "user_id, event_name, event_day",
@@ -86,6 +88,8 @@ def test_daily_lift_counts_each_days_goal_events_by_group(homes, read_tables):
         daily,
         {
             "marts.daily_lift": "event_date, user_group",
+            "marts.consents_current": "user_id, channel",
+            "marts.quarantine": "table_name, _file, _row, reason",
             "staging.stg_raw__events": "event_ts",
             "marts.user_features": "user_id",
         },
@@ -148,6 +152,13 @@ def test_late_events_do_not_rescore_measured_sends(homes, read_tables, tmp_path)
         }
     )
     late.write_parquet(home / "landing" / "events" / "late_arrivals.parquet")
+    # a later consents file (base_raw__consents types only the files it has not seen): the
+    # user withdraws every consent
+    flip_ts = dt.datetime.combine(DAILY[-1], dt.time(6))
+    withdrawn = pl.DataFrame(
+        {"user_id": [send["user_id"]] * 4, "channel": ["push", "email", "in_app", "sms"], "opted_in": [False] * 4}
+    ).with_columns(updated_ts=pl.lit(flip_ts))
+    withdrawn.write_parquet(home / "landing" / "consents" / "consents_later.parquet")
     # and int_user_days as an earlier version left it, without a column added since (its
     # watermark loaded_through, then goal_value): rebuilt whole once
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
@@ -163,6 +174,15 @@ def test_late_events_do_not_rescore_measured_sends(homes, read_tables, tmp_path)
     landed = con.execute("select count(*) from staging.stg_raw__events where event_id = 'late-1'").fetchall()
     con.close()
     assert landed == [(1,)]  # the late event is in the warehouse for every later use
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        typed = con.sql("select _file, count(*) from staging.base_raw__consents group by 1 order by 1").fetchall()
+        opted = con.sql(
+            "select channel, opted_in from marts.consents_current where user_id = ? order by 1",
+            params=[send["user_id"]],
+        ).fetchall()
+        raw = con.sql("select _file, count(*) from raw.consents group by 1 order by 1").fetchall()
+    assert typed == raw and ("consents_later.parquet", 4) in typed  # every landed row typed once
+    assert opted == [(c, False) for c in ("email", "in_app", "push", "sms")]
 
     # the day tables rebuilt the days the late goal reaches: the same as a full refresh
     refreshed = tmp_path / "refreshed"

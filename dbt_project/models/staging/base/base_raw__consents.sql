@@ -2,8 +2,15 @@
 -- Fail safe: a row whose opted_in is missing or unparsable (`off`, `2`) still counts, as an
 -- opt-out, with a note in marts.quarantine: a user who tried to opt out is never left opted in
 -- by an earlier row.
+-- Typed once per landed file, like base_raw__events: incremental on _file (a landed file is
+-- loaded once and never changes; a view typed every consent of the history in each of its
+-- readers every run; `dbt build --full-refresh` retypes everything).
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
 with source as (
     select * from {{ source('raw', 'consents') }}
+    {%- if is_incremental() %}
+    where _file not in (select distinct _file from {{ this }})
+    {%- endif %}
 ),
 
 renamed as (
