@@ -40,9 +40,9 @@ SNAPSHOT_LEFT_OUT = frozenset({("marts", "send_actions"), ("marts", "action_outc
 # md5(user_id)) in decide.posterior_paths, which outlives decide_history_days; the snapshot
 # holds the paths of the latest date's first five of them
 PATH_USERS = 20
-LATEST_PATHS = """user_id in (
-    select user_id from {table} where schedule_date = (select max(schedule_date) from {table})
-    group by user_id order by md5(user_id) limit 5)"""
+LATEST_PATHS = (
+    f"user_id in (select user_id from {{table}} where {LATEST_DATE} group by user_id order by md5(user_id) limit 5)"
+)
 SNAPSHOT_ROWS = {
     ("decide", "posteriors"): LATEST_DATE,
     ("decide", "samples"): LATEST_DATE,
@@ -146,11 +146,15 @@ def require_partition(con: duckdb.DuckDBPyConnection, table: str, day: dt.date, 
     """Raise a one-line error when ``table`` has no rows of ``day`` but has rows of a later
     date: the date was pruned (decide_history_days), and a step reading it would otherwise
     write nothing for the day as if it had no users."""
-    (present, later) = con.execute(
-        f"select bool_or(schedule_date = ?), max(schedule_date) filter (where schedule_date > ?) from {table}",
-        [day, day],
-    ).fetchall()[0]
-    if not present and later is not None:
+    # two filtered reads, which DuckDB answers from the row groups of those dates (the table
+    # is written a date at a time), not a scan of every row
+    ((later,),) = con.execute(f"select max(schedule_date) from {table} where schedule_date > ?", [day]).fetchall()
+    if later is None:
+        return
+    ((present,),) = con.execute(
+        f"select count(*) from (select 1 from {table} where schedule_date = ? limit 1)", [day]
+    ).fetchall()
+    if not present:
         raise NudgeflowError(
             f"{needed_by} for {day}: {table} no longer holds {day} (the warehouse keeps the latest "
             f"decide_history_days planned dates, latest {later}): run the whole run for {day} again"

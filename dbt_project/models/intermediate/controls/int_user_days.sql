@@ -13,6 +13,7 @@
 -- Kept by day (macros/day_table.sql): a run aggregates the days since the last one and the
 -- days of late events, not the history.
 {%- set days = rebuilt_days(as_of(), 0, added_columns=['goal_value']) %}
+{%- set is_goal = "event_name = " ~ sql_text(var('goal_event')) %}
 with events as (
     select events.*
     from {{ ref('stg_raw__events') }} as events
@@ -24,8 +25,8 @@ user_days as (
         user_id,
         date_trunc('day', event_ts) as event_day,
         count(*) as n_events,
-        count(*) filter (where event_name = {{ sql_text(var('goal_event')) }}) as n_goal,
-        coalesce(sum(value) filter (where event_name = {{ sql_text(var('goal_event')) }}), 0) as goal_value,
+        count(*) filter (where {{ is_goal }}) as n_goal,
+        coalesce(sum(value) filter (where {{ is_goal }}), 0) as goal_value,
         min(event_ts) as first_event_ts,
         max(event_ts) as last_event_ts,
         sum(sin(2 * pi() * (hour(event_ts) + minute(event_ts) / 60) / 24)) as sin_hour,
