@@ -12,7 +12,8 @@ scheduler with the LocalExecutor, dag-processor, triggerer), first with
 Both runs start from the same warehouse and data, one after the other in this process, so
 their ratio is what to read on a shared machine (BENCH_AIRFLOW_MODES=models runs one mode only,
 to try a change; models:5 has the sensors poll every 5 s instead of every 1 s;
-BENCH_AIRFLOW_REUSE=1 reuses the prepared home of an earlier run). Also prints the CPU seconds
+BENCH_AIRFLOW_REUSE=1 reuses the prepared home of an earlier run; BENCH_AIRFLOW_ENV=NAME=VALUE;...
+sets more environment variables of every Airflow component, e.g. an Airflow setting to try). Also prints the CPU seconds
 each Airflow component used during the run. Prints, per mode: the DagRun's wall time,
 the dbt part (from the end of `ingest` to the end of `check`, or of `measure` in one task)
 and the build itself (the producer task, or the `measure` task), and writes
@@ -43,6 +44,14 @@ MODES = ("one", "models")
 
 def _ts(text: str | None) -> float | None:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """NAME=VALUE;NAME=VALUE as a dict."""
+    pairs = [p.split("=", 1) for p in text.split(";") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit(f"BENCH_AIRFLOW_ENV: expected NAME=VALUE;NAME=VALUE, got {text!r}")
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 def _figures(tis: list[dict], mode: str) -> dict:
@@ -94,6 +103,7 @@ def main() -> None:
         env = {"NUDGEFLOW_DBT_TASKS": mode.split(":")[0], "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
         if ":" in mode:
             env["NUDGEFLOW_DBT_POKE_SECONDS"] = mode.split(":")[1]
+        env.update(_pairs(os.environ.get("BENCH_AIRFLOW_ENV", "")))
         with LocalAirflow(home, [REPO / "dags" / "nudgeflow_daily.py"], env=env) as airflow:
             airflow.start()
             airflow.wait_parsed(DAG_ID)
