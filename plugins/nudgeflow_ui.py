@@ -2,13 +2,18 @@
 
 Airflow loads this file from its plugins folder (`plugins/`); the pages themselves are the
 FastAPI app of `nudgeflow/ui.py`, mounted at /nudgeflow, with two links in the navigation.
+Every Airflow component loads it, so it also keeps Airflow from queueing the task callbacks
+its dag-processor only drops (`nudgeflow/airflow_callbacks.py`).
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from nudgeflow.airflow_callbacks import drop_ignored_success_callbacks
 from nudgeflow.ui import app
+
+drop_ignored_success_callbacks()
 
 
 class NudgeflowPlugin(AirflowPlugin):

@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import queue
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ import pendulum
 POOL = "nudgeflow_warehouse"  # one slot: the warehouse's single writer
 LEAD = dt.timedelta(hours=3)  # the run at 21:00 UTC on D-1 plans D (logical date + 3 h)
 GROUP_ID = "measure"
+RENDER_AS_OF = dt.datetime(2026, 1, 1)  # any fixed time: what `dbt ls` renders with (_render_profile)
 # how the DAG shows dbt: "models" (a task per model and per model's tests, the default) or
 # "one" (a single `measure` task running the build in-process, as `nudgeflow run` does: no
 # task per model to watch or clear, and none of their fixed overhead; docs/operations.md)
@@ -109,11 +112,11 @@ def dbt_task_group(default_args: dict) -> Any:
     group = DbtTaskGroup(
         group_id=GROUP_ID,
         # `dbt ls` renders the project when the DAG is parsed (cached by Cosmos until the
-        # project changes); profiles.yml reads these, and nothing connects while it lists
+        # project or these change); nothing connects while it lists
         project_config=ProjectConfig(
             DBT_PROJECT_DIR,
             install_dbt_deps=False,  # the project has no packages
-            env_vars={"NUDGEFLOW_WAREHOUSE": "unused-while-rendering.duckdb", "NUDGEFLOW_AS_OF": "2026-01-01 00:00:00"},
+            **_render_profile(),
         ),
         profile_config=ProfileConfig(
             profile_name="nudgeflow", target_name="default", profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"
@@ -135,6 +138,27 @@ def dbt_task_group(default_args: dict) -> Any:
     return group
 
 
+def _render_profile() -> dict[str, Any]:
+    """The vars and environment `dbt ls` renders the project with: the home's, as the producer
+    gets them (`dbt_environment`), so that the parse the rendering leaves in Cosmos's cache is
+    one the producer's `dbt build` can go on from. dbt parses everything again when the vars or
+    the profile (the warehouse's path, the memory limit) differ: 4 s of a 45 s build at 100k
+    users. The as-of time is fixed here (it is not part of dbt's parse; a new one each day
+    would make Cosmos render again). Without a home or with bad settings, placeholders: the
+    DAG still renders, and its producer fails with the settings' error."""
+    from nudgeflow.config import NudgeflowError, load_settings, resolve_home
+    from nudgeflow.steps.measure import dbt_env
+
+    try:
+        home = resolve_home(None)
+        settings = load_settings(home)
+    except NudgeflowError:
+        return {
+            "env_vars": {"NUDGEFLOW_WAREHOUSE": "unused-while-rendering.duckdb", "NUDGEFLOW_AS_OF": str(RENDER_AS_OF)}
+        }
+    return {"env_vars": dbt_env(home, RENDER_AS_OF, settings), "dbt_vars": settings.dbt_vars()}
+
+
 def _cosmos_defaults() -> None:
     """This module's defaults for Cosmos, in every process that parses the DAG (the producer's
     worker included):
@@ -147,7 +171,11 @@ def _cosmos_defaults() -> None:
       of dbt's final events of a node (its result line, then NodeFinished, with the same
       status): 1,023 pushes in a 2,000-user run, each in the way of dbt's thread. Only the last
       of each is read, so only NodeFinished (and dbt's error events) push; the result line is
-      logged. Cosmos's private names are checked by tests/integration/test_dags.py."""
+      logged. Cosmos's private names are checked by tests/integration/test_dags.py.
+    * Each push is a round trip to the API server (two per node: about 25 ms a node, 5 s of a
+      45 s build at 100k users) that dbt's thread waited for between one node and the next.
+      They go, in order, through one thread beside dbt's (`_Pushes`), and the producer's dbt
+      command returns only once all of them are done, so Cosmos's own ending sees them all."""
     from airflow.configuration import conf
     from cosmos import settings
     from cosmos.operators import watcher
@@ -158,6 +186,9 @@ def _cosmos_defaults() -> None:
     base._DBT_EVENT_ALLOWLIST = base._DBT_ERROR_EVENTS_TYPES | {"NodeFinished"}
     if not getattr(watcher.store_dbt_resource_status_from_log, "pushes_at_node_finished", False):
         watcher.store_dbt_resource_status_from_log = _push_at_node_finished(watcher.store_dbt_resource_status_from_log)
+    producer = watcher.DbtProducerWatcherOperator
+    if not getattr(producer.run_dbt_runner, "drains_pushes", False):
+        producer.run_dbt_runner = _draining_pushes(producer.run_dbt_runner)
 
 
 RESULT_LINES = frozenset({"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult"})
@@ -178,10 +209,65 @@ def _push_at_node_finished(parse: Any) -> Any:
         if isinstance(event, dict) and event.get("info", {}).get("name") in RESULT_LINES:
             _log_dbt_msg(event)
             return
-        parse(line, extra_kwargs, **kwargs)
+        PUSHES.submit(parse, line, extra_kwargs, **kwargs)
 
     parse_at_node_finished.pushes_at_node_finished = True
     return parse_at_node_finished
+
+
+class _Pushes:
+    """The producer's XCom pushes (Cosmos's parser of each dbt event), run in order in one
+    thread beside dbt's, so that dbt goes on to the next node at once. `drain` waits for all
+    of them and raises the first error one of them raised, as Cosmos does after dbt ends."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="nudgeflow-xcom-pushes", daemon=True)
+            self._thread.start()
+        self._queue.put((fn, args, kwargs))
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, args, kwargs = item
+            try:
+                fn(*args, **kwargs)
+            except BaseException as exc:  # raised again by drain, in the task's thread
+                self._error = self._error or exc
+
+    def drain(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+
+PUSHES = _Pushes()
+
+
+def _draining_pushes(run_dbt_runner: Any) -> Any:
+    """The producer's dbt command, returning once every push it queued is done (on an error
+    too: the sensors then read the statuses of the nodes dbt reached)."""
+
+    def run_then_drain(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = run_dbt_runner(self, *args, **kwargs)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                PUSHES.drain()
+            raise
+        PUSHES.drain()
+        return result
+
+    run_then_drain.drains_pushes = True
+    return run_then_drain
 
 
 def _start_in_triggerer(sensor: Any, upstream: list[str]) -> None:

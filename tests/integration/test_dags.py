@@ -183,6 +183,32 @@ def test_dbt_runs_with_the_homes_settings_and_holds_its_lock(tmp_path, monkeypat
         dbt_environment({"logical_date": dt.datetime(2026, 3, 9, 21, tzinfo=dt.UTC)}, operator)
 
 
+def test_the_project_renders_with_the_profile_and_vars_the_producer_gets(tmp_path, monkeypatch):
+    """`dbt ls` (rendering) and the producer's `dbt build` see the same vars and profile, so
+    the build goes on from the parse the rendering cached instead of parsing everything again;
+    only the as-of time differs (it is not part of dbt's parse). Without a home: placeholders."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from nudgeflow.airflow_dbt import _render_profile, dbt_environment, release
+
+    monkeypatch.setenv("NUDGEFLOW_HOME", str(tmp_path / "absent"))
+    assert "dbt_vars" not in _render_profile()
+    monkeypatch.setenv("NUDGEFLOW_HOME", str(tmp_path))
+    (tmp_path / "nudgeflow.yml").write_text("duckdb_memory_limit: 3GB\nneighbours: 7\n")
+    rendered = _render_profile()
+    operator = SimpleNamespace(env={}, vars=None)
+    dbt_environment({"logical_date": dt.datetime(2026, 3, 9, 21, tzinfo=dt.UTC)}, operator)
+    release({})
+    assert rendered["dbt_vars"] == operator.vars and rendered["dbt_vars"]["neighbours"] == 7
+    differ = {
+        k
+        for k in operator.env.keys() | rendered["env_vars"].keys()
+        if operator.env.get(k) != rendered["env_vars"].get(k)
+    }
+    assert differ == {"NUDGEFLOW_AS_OF"}
+
+
 def test_model_sensors_start_and_succeed_in_the_triggerer(dagbag):
     """Every model's and tests' sensor starts in the triggerer with NodeTrigger when the run
     starts (no worker process to defer, no wait for the sensors before it), and that survives
@@ -267,9 +293,59 @@ def test_the_producer_pushes_a_nodes_status_once_at_node_finished(tmp_path, monk
     parse = watcher.store_dbt_resource_status_from_log
     for name, status in (("NodeStart", "started"), ("NodeExecuting", "executing"), ("LogModelResult", "success")):
         parse(event(name, status), {"context": {"ti": ti}, "project_dir": str(tmp_path)})
+    airflow_dbt.PUSHES.drain()
     assert pushed == []  # the result line is dbt's last word before NodeFinished
     parse(event("NodeFinished", "success"), {"context": {"ti": ti}, "project_dir": str(tmp_path)})
+    airflow_dbt.PUSHES.drain()
     assert pushed == ["model__nudgeflow__catalogue_dbt_event", "model__nudgeflow__catalogue_status"]
+
+
+def test_the_producers_pushes_do_not_hold_dbt_up_and_are_all_done_when_its_command_returns():
+    """The pushes run in order in a thread beside dbt's: dbt's callback returns before a slow
+    push is done, the producer's dbt command returns only after all of them, and a push's
+    error is raised then (as Cosmos raises a callback's error after dbt), on a failed command
+    too, after the rest were pushed."""
+    import threading
+    import time
+
+    from cosmos.operators import watcher
+
+    from nudgeflow import airflow_dbt
+
+    airflow_dbt._cosmos_defaults()
+    pushed, release = [], threading.Event()
+
+    def slow_push(key):
+        release.wait(10)
+        pushed.append(key)
+
+    def fake_dbt(self, keys, fail=None):  # what dbt's thread does: a callback per node
+        for key in keys:
+            airflow_dbt.PUSHES.submit(fail if key == "bad" else slow_push, key)
+        if not release.is_set():
+            assert pushed == []  # dbt went on: the pushes wait in their thread
+        if self == "failing":
+            raise RuntimeError("dbt failed")
+        return "result"
+
+    run = airflow_dbt._draining_pushes(fake_dbt)
+    started = time.monotonic()
+    threading.Timer(0.3, release.set).start()
+    assert run("producer", ["a", "b", "c"]) == "result"
+    assert pushed == ["a", "b", "c"] and time.monotonic() - started >= 0.3  # waited for the pushes
+
+    def broken(key):
+        raise ValueError(f"push of {key} failed")
+
+    pushed.clear()
+    with pytest.raises(ValueError, match="push of bad failed"):
+        run("producer", ["a", "bad", "c"], broken)
+    assert pushed == ["a", "c"]
+    pushed.clear()
+    with pytest.raises(RuntimeError, match="dbt failed"):
+        run("failing", ["a", "bad"], broken)  # dbt's error wins over a push's
+    assert pushed == ["a"]
+    assert watcher.DbtProducerWatcherOperator.run_dbt_runner.drains_pushes
 
 
 def test_the_builds_manifest_is_kept_for_checks_docs(tmp_path, monkeypatch):
@@ -287,3 +363,43 @@ def test_the_builds_manifest_is_kept_for_checks_docs(tmp_path, monkeypatch):
     keep_manifest(str(copy), context={})
     kept = tmp_path / "home" / ".dbt" / "target" / "manifest.json"
     assert kept.read_text() == '{"nodes": {}}' and [p.name for p in kept.parent.iterdir()] == ["manifest.json"]
+
+
+def test_success_task_callbacks_the_dag_processor_drops_are_not_queued(monkeypatch):
+    """Airflow 3.3 queues a task callback for every task that ends in the triggerer, and its
+    dag-processor parses the DAG file only to drop the success ones. On the Airflow installed
+    here (one of `IGNORED_IN`) it still drops them, so not queueing them changes nothing;
+    failure and retry callbacks and DAG callbacks are queued as before."""
+    from types import SimpleNamespace
+
+    from airflow.callbacks import database_callback_sink
+    from airflow.callbacks.callback_requests import DagCallbackRequest, TaskCallbackRequest
+    from airflow.callbacks.database_callback_sink import DatabaseCallbackSink
+    from airflow.dag_processing.processor import _execute_task_callbacks
+    from airflow.utils.state import TaskInstanceState
+
+    from nudgeflow.airflow_callbacks import drop_ignored_success_callbacks
+
+    assert drop_ignored_success_callbacks() and drop_ignored_success_callbacks()  # patched once, in 3.3
+    ti = SimpleNamespace(dag_id="d", task_id="t", run_id="r", id="1")
+
+    def request(state):
+        return TaskCallbackRequest.model_construct(ti=ti, task_callback_type=state, filepath="f", bundle_name="b")
+
+    warned = []
+    log = SimpleNamespace(warning=lambda event, **kw: warned.append(event))
+    # the dag-processor's handling of a success request: no DAG looked up (the bag is None), a warning
+    assert _execute_task_callbacks(None, request(TaskInstanceState.SUCCESS), log) is None
+    assert warned == ["Task callback requested but is not a failure callback"]
+
+    added = []
+    session = SimpleNamespace(add=added.append)  # the row the sink would write: its request
+    monkeypatch.setattr(database_callback_sink, "DbCallbackRequest", lambda callback, priority_weight: callback)
+    sink = DatabaseCallbackSink()
+    sink.send(request(TaskInstanceState.SUCCESS), session=session)
+    assert added == []
+    sink.send(request(TaskInstanceState.FAILED), session=session)
+    sink.send(request(TaskInstanceState.UP_FOR_RETRY), session=session)
+    dag_callback = DagCallbackRequest.model_construct(dag_id="d", run_id="r", is_failure_callback=False)
+    sink.send(dag_callback, session=session)
+    assert [getattr(r, "task_callback_type", "dag") for r in added] == ["failed", "up_for_retry", "dag"]

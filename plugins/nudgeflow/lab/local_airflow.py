@@ -244,10 +244,17 @@ class LocalAirflow:
             self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})  # no further runs
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        status, body = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")
-        if status != 200:
-            raise AirflowError(f"task instances of {run_id}: {status} {body}")
-        return body["task_instances"]
+        """Every task instance of the run, page by page (the API returns at most 100 at a time,
+        whatever `limit` asks: a DAG with the dbt models has more)."""
+        found: list[dict] = []
+        while True:
+            path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100&offset={len(found)}"
+            status, body = self.api("GET", path)
+            if status != 200:
+                raise AirflowError(f"task instances of {run_id}: {status} {body}")
+            found += body["task_instances"]
+            if not body["task_instances"] or len(found) >= body["total_entries"]:
+                return found
 
     def diagnostics(self) -> str:
         parts = [f"--- {log.name}\n{tail(log)}" for log in sorted(self.logs.glob("*.log"))]
