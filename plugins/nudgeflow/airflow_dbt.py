@@ -187,8 +187,9 @@ def _cosmos_defaults() -> None:
     if not getattr(watcher.store_dbt_resource_status_from_log, "pushes_at_node_finished", False):
         watcher.store_dbt_resource_status_from_log = _push_at_node_finished(watcher.store_dbt_resource_status_from_log)
     producer = watcher.DbtProducerWatcherOperator
-    if not getattr(producer.run_dbt_runner, "drains_pushes", False):
-        producer.run_dbt_runner = _draining_pushes(producer.run_dbt_runner)
+    for name in ("run_dbt_runner", "run_subprocess"):  # dbt in-process (ours), or as a subprocess
+        if not getattr(getattr(producer, name), "drains_pushes", False):
+            setattr(producer, name, _draining_pushes(getattr(producer, name)))
 
 
 RESULT_LINES = frozenset({"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult"})

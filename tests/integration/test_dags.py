@@ -346,6 +346,7 @@ def test_the_producers_pushes_do_not_hold_dbt_up_and_are_all_done_when_its_comma
         run("failing", ["a", "bad"], broken)  # dbt's error wins over a push's
     assert pushed == ["a"]
     assert watcher.DbtProducerWatcherOperator.run_dbt_runner.drains_pushes
+    assert watcher.DbtProducerWatcherOperator.run_subprocess.drains_pushes
 
 
 def test_the_builds_manifest_is_kept_for_checks_docs(tmp_path, monkeypatch):
