@@ -27,6 +27,7 @@ IGNORED_IN = ("3.3.",)  # Airflow versions whose dag-processor drops task succes
 def drop_ignored_success_callbacks() -> bool:
     """Patch DatabaseCallbackSink.send (once); True when it is patched in this process."""
     import airflow
+    from airflow.callbacks.callback_requests import TaskCallbackRequest
     from airflow.callbacks.database_callback_sink import DatabaseCallbackSink
 
     if not airflow.__version__.startswith(IGNORED_IN):
@@ -36,7 +37,7 @@ def drop_ignored_success_callbacks() -> bool:
         return True
 
     def send_unless_ignored(self: Any, callback: Any, *args: Any, **kwargs: Any) -> None:
-        if type(callback).__name__ == "TaskCallbackRequest" and not callback.is_failure_callback:
+        if isinstance(callback, TaskCallbackRequest) and not callback.is_failure_callback:
             return  # the dag-processor would parse the DAG file only to log and drop it
         send(self, callback, *args, **kwargs)
 
