@@ -10,7 +10,7 @@ dbt's partial parse is then the home's own), lands the next day and runs and mea
 DagRun, in a real Airflow on loopback (nudgeflow.lab.local_airflow: api-server,
 scheduler with the LocalExecutor, dag-processor, triggerer), first with
 `NUDGEFLOW_DBT_TASKS=one` (the build in one `measure` task), then with the default `models`
-(Cosmos's watcher mode: one `dbt build`, a sensor task per model and per model's tests).
+(Cosmos's watcher mode: one `dbt build`, a sensor task per model and its data tests).
 Both runs start from the same warehouse and data, one after the other in this process, so
 their ratio is what to read on a shared machine (BENCH_AIRFLOW_MODES=models runs one mode only,
 to try a change; models:5 has the sensors poll every 5 s instead of every 1 s;

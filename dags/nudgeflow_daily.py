@@ -8,9 +8,9 @@ is 21:00 UTC on D-1** (later landings are used by the next day's run). A run tri
 plans the UTC date of its logical date + 3 h: a logical date of D 00:00 plans D.
 
 The task group `measure` is the dbt project rendered by astronomer-cosmos
-(`nudgeflow/airflow_dbt.py`): one task per model and per model's tests, so the grid and the
+(`nudgeflow/airflow_dbt.py`): one task per model and its data tests, so the grid and the
 graph show the lineage and each model's log; one `dbt build` (the group's producer task) does
-the work. `check` then refuses to plan from stale data and publishes the dbt docs site.
+the work (and publishes the dbt docs site). `check` then refuses to plan from stale data.
 With `NUDGEFLOW_DBT_TASKS=one` in the environment, `measure` is one task instead (the build
 in-process, as `nudgeflow run` does it; the demo's `dag.test()` runs use it).
 
@@ -90,7 +90,8 @@ def nudgeflow_daily():
     @task(
         doc_md="**Check** what `measure` built: the accounting of landed rows (landed = accepted + "
         "quarantined + duplicates), the refusal to plan from stale data (setting `max_data_age_hours`), "
-        "and the dbt docs site (lineage, every column) published for the Airflow UI."
+        "and the dbt docs site (lineage, every column) published for the Airflow UI (by the dbt "
+        "producer already when its build succeeded)."
     )
     def check(logical_date=None) -> dict:
         return _step("check", logical_date)

@@ -1,17 +1,21 @@
-"""The dbt project as Airflow tasks, one per model and per model's tests (astronomer-cosmos).
+"""The dbt project as Airflow tasks, one per model and its data tests (astronomer-cosmos).
 
 `dags/nudgeflow_daily.py` renders `dbt_project/` with Cosmos in its *watcher* mode: one task,
 `measure.dbt_producer_watcher`, runs a single `dbt build` (as `nudgeflow run` does in-process)
-and reports each node as it finishes; every model and every model's tests is a sensor task
-that turns green or red when dbt reaches it, so an operator sees the lineage in the grid and
-the graph and reads each model's log. The sensors start in the triggerer and, when their node
-succeeded, end there (`nudgeflow.dbt_trigger`): no worker process per model, only the
-producer's; a failure, a skip or a cleared task resumes the sensor in a worker, as in Cosmos.
+and reports each node as it finishes; every model is a sensor task that turns green when dbt
+has built it and its data tests passed, and red when either failed, so an operator sees the
+lineage in the grid and the graph and reads each model's log. A model's tests are part of its
+task, as in `dbt build` and Cosmos's `TestBehavior.BUILD` (which Cosmos 1.15 refuses in watcher
+mode, so it is done here): a task per model's tests cost as much again in Airflow's fixed
+per-task work as the models' own (`docs/benchmarks.md`, "dbt in Airflow"). The sensors start in
+the triggerer and, when their model and its tests succeeded, end there (`nudgeflow.dbt_trigger`):
+no worker process per model, only the producer's; a failure, a skip or a cleared task resumes the
+sensor in a worker, as in Cosmos.
 
 DuckDB allows one writer per file, so only the producer writes: it runs in the one-slot pool
 `nudgeflow_warehouse` and holds the home's lock (`nudgeflow.lock`) for as long as it runs.
-Clearing a model's task runs that model alone (`dbt run --select <model>`, Cosmos's retry
-path) under the same lock. Before dbt runs, `dbt_environment` gives it what
+Clearing a model's task builds that model and its tests alone (`dbt build --select <model>`,
+Cosmos's retry path) under the same lock. Before dbt runs, `dbt_environment` gives it what
 `nudgeflow.steps.measure` gives the in-process build: the home's settings as vars, the
 warehouse, the as-of time and DuckDB's memory limit in the environment.
 """
@@ -34,7 +38,7 @@ POOL = "nudgeflow_warehouse"  # one slot: the warehouse's single writer
 LEAD = dt.timedelta(hours=3)  # the run at 21:00 UTC on D-1 plans D (logical date + 3 h)
 GROUP_ID = "measure"
 RENDER_AS_OF = dt.datetime(2026, 1, 1)  # any fixed time: what `dbt ls` renders with (_render_profile)
-# how the DAG shows dbt: "models" (a task per model and per model's tests, the default) or
+# how the DAG shows dbt: "models" (a task per model and its tests, the default) or
 # "one" (a single `measure` task running the build in-process, as `nudgeflow run` does: no
 # task per model to watch or clear, and none of their fixed overhead; docs/operations.md)
 DBT_TASKS = os.environ.get("NUDGEFLOW_DBT_TASKS", "models").strip().lower() or "models"
@@ -76,20 +80,41 @@ def dbt_environment(context: Any, operator: Any) -> None:
     _held.enter_context(home_lock(home, f"dbt for {day}", progress=print))
 
 
-def keep_manifest(project_dir: str, **_: Any) -> None:
+def keep_manifest(project_dir: str, context: Any = None, **_: Any) -> None:
     """Cosmos callback after each dbt command of the group (in a temporary copy of the project):
-    its manifest (compiled SQL, lineage) goes to HOME/.dbt/target, where `check` makes the dbt
-    docs from it without compiling the project again (steps/measure.publish_dbt_docs)."""
-    from nudgeflow.config import resolve_home
+    its manifest (compiled SQL, lineage) goes to HOME/.dbt/target. After the producer's build,
+    if every node of it succeeded, the producer also publishes the dbt docs site from it
+    (`steps.measure.publish_dbt_docs`, under the lock the producer holds): dbt is loaded in its
+    process, where `check` would start it again (2-3 s at 100k users). `check` publishes them
+    when the docs published are not of the manifest there (a model's task rebuilt alone)."""
+    from nudgeflow.config import as_of as as_of_time
+    from nudgeflow.config import load_settings, resolve_home
+    from nudgeflow.steps.measure import publish_dbt_docs
 
     manifest = Path(project_dir) / "target" / "manifest.json"
     if not manifest.exists():
         return  # dbt failed before writing it: `check` does not run, or compiles
-    target = Path(resolve_home(None)) / ".dbt" / "target"
+    home = Path(resolve_home(None))
+    target = home / ".dbt" / "target"
     target.mkdir(parents=True, exist_ok=True)
     tmp = target / f".manifest.json.{os.getpid()}.tmp"
     shutil.copyfile(manifest, tmp)
     os.replace(tmp, target / "manifest.json")
+    task_id = getattr(context and context.get("ti"), "task_id", "") or ""
+    if task_id.endswith(".dbt_producer_watcher") and _succeeded(Path(project_dir) / "target" / "run_results.json"):
+        publish_dbt_docs(home, load_settings(home), as_of_time(schedule_date(context["logical_date"])), compiled=True)
+
+
+def _succeeded(run_results: Path) -> bool:
+    """Whether dbt's run_results.json lists nodes and none failed, errored or was skipped (an
+    exposure's status is `no-op`)."""
+    import json
+
+    try:
+        results = json.loads(run_results.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return bool(results) and not any(r.get("status") in ("error", "fail", "skipped", "runtime error") for r in results)
 
 
 def release(context: Any, result: Any = None) -> None:
@@ -99,9 +124,10 @@ def release(context: Any, result: Any = None) -> None:
 
 def dbt_task_group(default_args: dict) -> Any:
     """The `measure` task group: Cosmos's producer (`dbt build`, the writer) and one sensor per
-    model and per model's tests. dbt unit tests are for CI and stay out, as in `nudgeflow run`."""
+    model, which also waits for the model's data tests. dbt unit tests are for CI and stay out,
+    as in `nudgeflow run`."""
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode
+    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
     from cosmos.operators._watcher.base import BaseConsumerSensor
 
     from nudgeflow.config import DBT_PROJECT_DIR
@@ -124,18 +150,42 @@ def dbt_task_group(default_args: dict) -> Any:
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.WATCHER, invocation_mode=InvocationMode.DBT_RUNNER, dbt_executable_path=dbt
         ),
-        render_config=RenderConfig(load_method=LoadMode.DBT_LS, exclude=["resource_type:unit_test"]),
+        # no task per model's tests (NONE): each model's sensor waits for them (see below)
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_LS, exclude=["resource_type:unit_test"], test_behavior=TestBehavior.NONE
+        ),
         operator_args={"interceptors": [dbt_environment], "post_execute": release, "callback": keep_manifest},
         default_args={**default_args, "pool": "default_pool"},
     )
+    tested = {model for model, tests in group.dbt_graph.tests_per_model.items() if tests}
+    names = {uid.rsplit(".", 1)[-1] for uid in tested}
     for task in group.iter_tasks():
-        task.doc_md = _doc(task.task_id.removeprefix(f"{GROUP_ID}."))
+        task.doc_md = _doc(task.task_id.removeprefix(f"{GROUP_ID}."), names)
         if task.task_id.endswith(".dbt_producer_watcher"):
             task.pool = POOL  # the writer; the sensors only read Airflow's XComs
+            # Cosmos keeps the tests out of the producer's build under NONE: they stay in
+            task.dbt_cmd_flags = _without_resource_types(task.dbt_cmd_flags)
     sensors = {t.task_id: t for t in group.iter_tasks() if isinstance(t, BaseConsumerSensor)}
     for sensor in sensors.values():
-        _start_in_triggerer(sensor, sorted(sensors.keys() & sensor.upstream_task_ids))
+        tests = sensor.model_unique_id in tested
+        if tests:
+            sensor.base_cmd = ["build"]  # a cleared model's task builds it and runs its tests
+        _start_in_triggerer(sensor, sorted(sensors.keys() & sensor.upstream_task_ids), tests)
     return group
+
+
+def _without_resource_types(flags: list[str]) -> list[str]:
+    """dbt flags less each `--resource-type X` (Cosmos's way to keep a build to the models)."""
+    kept: list[str] = []
+    skip = False
+    for flag in flags or []:
+        if skip:
+            skip = False
+        elif flag == "--resource-type":
+            skip = True
+        else:
+            kept.append(flag)
+    return kept
 
 
 def _render_profile() -> dict[str, Any]:
@@ -175,7 +225,10 @@ def _cosmos_defaults() -> None:
     * Each push is a round trip to the API server (two per node: 5.8-6.7 s between the nodes of a
       45 s build at 100k users, measured) that dbt's thread waited for between one node and the next.
       They go, in order, through one thread beside dbt's (`_Pushes`), and the producer's dbt
-      command returns only once all of them are done, so Cosmos's own ending sees them all."""
+      command returns only once all of them are done, so Cosmos's own ending sees them all.
+    * A data test that passed pushes no dbt event of its own (157 of them at every run): no task
+      reads it (a model's task reads the model's event and its tests' aggregate, which Cosmos
+      pushes once the model's last test ended); a failed test's still goes."""
     from airflow.configuration import conf
     from cosmos import settings
     from cosmos.operators import watcher
@@ -184,6 +237,8 @@ def _cosmos_defaults() -> None:
     settings.enable_telemetry = conf.getboolean("cosmos", "enable_telemetry", fallback=False)
     settings.enable_watcher_reliable_retry = conf.getboolean("cosmos", "enable_watcher_reliable_retry", fallback=False)
     base._DBT_EVENT_ALLOWLIST = base._DBT_ERROR_EVENTS_TYPES | {"NodeFinished"}
+    if not getattr(base._process_dbt_log_event, "skips_passed_tests", False):
+        base._process_dbt_log_event = _skip_passed_tests(base._process_dbt_log_event)
     if not getattr(watcher.store_dbt_resource_status_from_log, "pushes_at_node_finished", False):
         watcher.store_dbt_resource_status_from_log = _push_at_node_finished(watcher.store_dbt_resource_status_from_log)
     producer = watcher.DbtProducerWatcherOperator
@@ -214,6 +269,20 @@ def _push_at_node_finished(parse: Any) -> Any:
 
     parse_at_node_finished.pushes_at_node_finished = True
     return parse_at_node_finished
+
+
+def _skip_passed_tests(process: Any) -> Any:
+    """Cosmos's push of a node's dbt event, except for a data test that passed."""
+    from cosmos.operators._watcher.state import is_dbt_node_status_success
+
+    def process_unless_passed_test(task_instance: Any, dbt_log: dict[str, Any]) -> None:
+        node = (dbt_log.get("data") or {}).get("node_info") or {}
+        if node.get("resource_type") == "test" and is_dbt_node_status_success(node.get("node_status")):
+            return None
+        return process(task_instance, dbt_log)
+
+    process_unless_passed_test.skips_passed_tests = True
+    return process_unless_passed_test
 
 
 class _Pushes:
@@ -272,9 +341,10 @@ def _draining_pushes(run: Any) -> Any:
     return run_then_drain
 
 
-def _start_in_triggerer(sensor: Any, upstream: list[str]) -> None:
+def _start_in_triggerer(sensor: Any, upstream: list[str], tests: bool) -> None:
     """Let a Cosmos sensor start in the triggerer when the run starts (Airflow's
-    start_from_trigger, trigger rule `always`) with `NodeTrigger`, told which sensors it follows:
+    start_from_trigger, trigger rule `always`) with `NodeTrigger`, told which sensors it follows
+    and whether its model has data tests to wait for:
     the scheduler defers it without a worker, and a success ends it there. dbt's build keeps
     the lineage's order; the edges stay for the graph and for a cleared task's rerun."""
     from airflow.triggers.base import StartTriggerArgs
@@ -286,29 +356,35 @@ def _start_in_triggerer(sensor: Any, upstream: list[str]) -> None:
     sensor.start_trigger_args = StartTriggerArgs(
         trigger_cls=f"{NodeTrigger.__module__}.{NodeTrigger.__name__}",
         trigger_kwargs=NodeTrigger.start_kwargs(
-            sensor.model_unique_id, sensor.producer_task_id, sensor.is_test_sensor, upstream
+            sensor.model_unique_id, sensor.producer_task_id, sensor.is_test_sensor, upstream, tests
         ),
         next_method="execute_complete",
         timeout=None,
     )
 
 
-def _doc(name: str) -> str:
-    """What a task of the `measure` group is, for the operator's task details."""
+def _doc(name: str, tested: set[str]) -> str:
+    """What a task of the `measure` group is, for the operator's task details (``tested``: the
+    names of the models with data tests)."""
     docs = "its SQL, columns and lineage: the dbt docs (Browse, dbt docs)"
     if name == "dbt_producer_watcher":
         return (
             "**The one `dbt build` of this run** (models and data tests, not the unit tests): the "
             "warehouse's single writer, in the pool `nudgeflow_warehouse` and under the home's lock. "
-            "Its log is dbt's; each model's task below turns green or red as dbt reaches it."
+            "Its log is dbt's; each model's task below turns green or red as dbt reaches it and its tests."
         )
     if name == "dbt_producer_watcher_done":
         return "Marks the end of the producer's `dbt build`."
-    for suffix, what in ((".run", "model"), ("_run", "model"), (".test", "data tests of model")):
-        if name.endswith(suffix):
-            model = name.removesuffix(suffix)
+    if name.endswith("_run"):
+        model = name.removesuffix("_run")
+        if model in tested:
             return (
-                f"dbt {what} `{model}`: waits in the triggerer for the producer's `dbt build` to reach it "
-                f"and ends as dbt did. Clearing it reruns `{model}` alone under the home's lock; {docs}."
+                f"dbt model `{model}` and its data tests: waits in the triggerer for the producer's `dbt build` "
+                f"to build it and run its tests, and fails if either failed (the producer's log names the test). "
+                f"Clearing it builds `{model}` and runs its tests alone under the home's lock; {docs}."
             )
+        return (
+            f"dbt model `{model}` (no data tests): waits in the triggerer for the producer's `dbt build` to "
+            f"reach it and ends as dbt did. Clearing it rebuilds `{model}` alone under the home's lock; {docs}."
+        )
     return f"dbt node `{name}`; {docs}."

@@ -1,6 +1,6 @@
 """The trigger of the `measure` group's sensors: a dbt node's task that lives in the triggerer.
 
-Cosmos's watcher sensors (one per model and per model's tests, `nudgeflow.airflow_dbt`) each
+Cosmos's watcher sensors (one per model and its data tests, `nudgeflow.airflow_dbt`) each
 start a task process in a worker to defer and another to resume, and each waits for its
 upstream sensors: about 200 process starts per run, and a round trip through the scheduler
 and the triggerer (about 3 s) per level of the lineage after dbt reached it. On two cores
@@ -17,6 +17,9 @@ Cosmos's `WatcherTrigger` (which reads the node's status from the producer's XCo
   costs a few requests, not one per sensor.
 * A node's status counts only once the producer has started its current try: a cleared
   producer's XComs of the try before stay until it starts.
+* A model with data tests succeeds once dbt built it and all its tests passed (Cosmos's
+  aggregate of them, which the producer pushes when the model's last test ended); a failed
+  test fails the model's task, as a failed build of it does.
 * A success ends the task in the triggerer (`TaskSuccessEvent`): no worker process at all;
   dbt's timing of the node goes to the task's log.
 * Anything else resumes the sensor in a worker, as in Cosmos (`execute_complete`): a failed
@@ -25,8 +28,8 @@ Cosmos's `WatcherTrigger` (which reads the node's status from the producer's XCo
   skipped its retry (Cosmos's producer does not retry) has the nodes it did not report run
   alone, each once the sensors before it succeeded.
 * A task cleared by hand once the producer has ended (try 2 and later) waits for its upstream
-  sensors to succeed, then has Cosmos run that model, or its tests, alone (under the home's
-  lock); if one of them failed, it fails without running.
+  sensors to succeed, then has Cosmos build that model, and run its tests, alone (under the
+  home's lock); if one of them failed, it fails without running.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ from typing import Any
 from airflow.triggers.base import TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
 from asgiref.sync import sync_to_async
 from cosmos.listeners.dag_run_listener import EventStatus
+from cosmos.operators._watcher.aggregation import get_tests_status_xcom_key
 from cosmos.operators._watcher.state import (
+    DbtTestStatus,
     ProducerTaskState,
     get_dbt_event_xcom_key,
     is_dbt_node_status_failed,
@@ -95,6 +100,7 @@ class NodeTrigger(WatcherTrigger):
         producer_task_id: str,
         is_test_sensor: bool = False,
         upstream: list[str] | None = None,
+        tests: bool = False,
         poke_interval: float = POKE_INTERVAL_S,
         dag_id: str = "",
         run_id: str = "",
@@ -111,22 +117,25 @@ class NodeTrigger(WatcherTrigger):
             is_test_sensor=is_test_sensor,
         )
         self.upstream = list(upstream or [])
+        self.tests = tests
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         _, kwargs = super().serialize()
-        return f"{__name__}.{type(self).__name__}", {**kwargs, "upstream": self.upstream}
+        return f"{__name__}.{type(self).__name__}", {**kwargs, "upstream": self.upstream, "tests": self.tests}
 
     @staticmethod
     def start_kwargs(
-        model_unique_id: str, producer_task_id: str, is_test_sensor: bool, upstream: list[str]
+        model_unique_id: str, producer_task_id: str, is_test_sensor: bool, upstream: list[str], tests: bool = False
     ) -> dict[str, Any]:
         """The kwargs a sensor's `start_trigger_args` carries (the run's ids come from the run):
-        ``upstream`` are the task ids of the sensors it follows in the lineage."""
+        ``upstream`` are the task ids of the sensors it follows in the lineage, ``tests`` whether
+        the model's data tests are part of its task."""
         return {
             "model_unique_id": model_unique_id,
             "producer_task_id": producer_task_id,
             "is_test_sensor": is_test_sensor,
             "upstream": sorted(upstream),
+            "tests": tests,
             "poke_interval": POKE_INTERVAL_S,
         }
 
@@ -176,11 +185,29 @@ class NodeTrigger(WatcherTrigger):
                 status, compiled_sql = await self._parse_dbt_node_status_and_compiled_sql()
                 if not is_dbt_node_status_terminal(status):
                     status = None  # not finished (or not reported) yet
+                elif self.tests and is_dbt_node_status_success(status):
+                    status = await self._with_tests(status, producer)
                 event = await self._final(status, compiled_sql, producer)
                 if event is not None:
                     return event
             await asyncio.sleep(self.poke_interval)
             producer = await self._producer(shared)
+
+    async def _with_tests(self, status: str, producer: str | None) -> str | None:
+        """The built model's status with its data tests': `fail` if one failed, None until all
+        of them ended (the producer's aggregate), the model's once they passed or the producer
+        succeeded without reporting them (a producer that failed first decides in `_final`)."""
+        verdict = await self.get_xcom_val(get_tests_status_xcom_key(self.model_unique_id))
+        if verdict == DbtTestStatus.FAIL:
+            self.log.error(
+                "%s was built, but its data tests did not all pass: the producer's log names the failed test",
+                self.model_unique_id,
+            )
+            return DbtTestStatus.FAIL.value
+        if verdict == DbtTestStatus.PASS:
+            self.log.info("the data tests of %s passed", self.model_unique_id)
+            return status
+        return status if producer == ProducerTaskState.SUCCESS else None
 
     async def _final(self, status: str | None, compiled_sql: str | None, producer: str | None) -> TriggerEvent | None:
         """The event for the node's final status, by WatcherTrigger.run's rules (a success ends
@@ -218,9 +245,6 @@ class NodeTrigger(WatcherTrigger):
         """dbt's record of the node, as Cosmos's sensor logs it when it resumes."""
         if not ran:
             self.log.info("the build ended without running %s (ephemeral or empty)", self.model_unique_id)
-            return
-        if self.is_test_sensor:
-            self.log.info("the data tests of %s passed", self.model_unique_id)
             return
         event = await self.get_xcom_val(get_dbt_event_xcom_key(self.model_unique_id)) or {}
         self.log.info(

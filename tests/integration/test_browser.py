@@ -7,9 +7,10 @@ The simple auth manager lets everyone in as admin, so the browser needs no login
 `nudgeflow_daily`, triggered through the REST API, must succeed; then Chromium, driven over
 chromedriver's WebDriver HTTP interface (the standard library only, no Selenium), loads the
 DAG's grid and graph views (every task group open) and the plugin's lift report, and the test
-reads the rendered DOM: every task of the DAG, each dbt model's and each model's tests' task
+reads the rendered DOM: every task of the DAG, each dbt model's task
 of the `measure` group included, is shown, and shown as succeeded, and the report's SVG
-plots render.
+plots render. Last, a model's task is cleared through the API: its second try builds the model
+and runs its data tests alone (`dbt build --select`), and succeeds.
 
 The home is dated from the clock: its history ends where the DAG's last scheduled tick
 (21:00 UTC) plans, and the run is triggered with that tick as its logical date. Unpausing a
@@ -25,6 +26,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -222,7 +224,7 @@ const before = e.scrollTop; e.scrollTop = before + e.clientHeight * 0.8; return 
 
 
 def test_grid_shows_every_task_succeeded(airflow, browser):
-    """Every task, each dbt model's and its tests' included, has a row in the grid and a cell
+    """Every task, each dbt model's (with its tests) included, has a row in the grid and a cell
     with the success badge. The grid draws only the rows in view, so scroll it through."""
     _run_page(airflow, browser, "grid")
     browser.wait_js(
@@ -260,7 +262,7 @@ def test_grid_shows_every_task_succeeded(airflow, browser):
 
 
 def test_graph_shows_every_task_succeeded(airflow, browser):
-    """A node per task, each dbt model's and its tests' included, laid out with the state
+    """A node per task, each dbt model's (with its tests) included, laid out with the state
     `success`, and the edges of the lineage between them."""
     _run_page(airflow, browser, "graph")
     nodes = browser.wait_js(
@@ -307,3 +309,48 @@ def test_report_renders_its_plots_inside_airflow(airflow, browser):
         browser.screenshot("report_in_airflow.png")
     finally:
         browser.size(1400, 900)
+
+
+def test_a_cleared_model_task_builds_its_model_and_runs_its_tests_alone(airflow):
+    """Last, as it changes the run: clearing a model's task (one with data tests) once the
+    producer has ended makes its second try build that model and run its tests alone (`dbt
+    build --select <model>`, under the home's lock), and it succeeds; nothing else reruns."""
+    status, body = airflow.api("GET", f"/api/v2/dags/{DAG_ID}/tasks")
+    assert status == 200, body
+    tested = sorted(
+        t["task_id"]
+        for t in body["tasks"]
+        if t["task_id"].startswith("measure.") and "and its data tests" in (t.get("doc_md") or "")
+    )
+    assert tested, [t["task_id"] for t in body["tasks"]]
+    task_id = "measure.stg_raw__events_run" if "measure.stg_raw__events_run" in tested else tested[0]
+    model = task_id.removeprefix("measure.").removesuffix("_run")
+    status, body = airflow.api(
+        "POST",
+        f"/api/v2/dags/{DAG_ID}/clearTaskInstances",
+        {"dry_run": False, "dag_run_id": RUN_ID, "task_ids": [task_id], "only_failed": False},
+    )
+    assert status == 200 and [t["task_id"] for t in body["task_instances"]] == [task_id], body
+
+    def rerun():
+        tis = {t["task_id"]: t for t in airflow.task_instances(DAG_ID, RUN_ID)}
+        ti = tis[task_id]
+        return ti if ti["state"] in ("success", "failed") and ti["try_number"] >= 2 else None
+
+    airflow.api("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})  # a paused DAG's runs wait
+    try:
+        ti = airflow.wait(f"{task_id} to run again", rerun, RUN_TIMEOUT / 2)
+    finally:
+        airflow.api("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": True})
+    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{RUN_ID}/taskInstances/{task_id}/logs/{ti['try_number']}?full_content=true"
+    status, log = airflow.api("GET", path)
+    text = "\n".join(str(e.get("event", "")) for e in log.get("content", []) if isinstance(e, dict))
+    assert ti["state"] == "success", text[-3000:]
+    commands = [line for line in text.splitlines() if "['build', '--select'" in line]  # Cosmos logs dbt's argv
+    assert len(commands) == 1 and commands[0].split("'--select', '")[1].split("'")[0].endswith(f".{model}"), commands
+    finished = [line for line in text.splitlines() if "Finished running" in line]
+    # the model and its tests: "Finished running 3 data tests, 1 view model in ..."
+    assert finished and re.search(r"running \d+ data tests?, 1 ", finished[0]), finished
+    assert "Completed successfully" in text, text[-3000:]
+    others = [t for t in airflow.task_instances(DAG_ID, RUN_ID) if t["task_id"] != task_id]
+    assert all(t["try_number"] == 1 for t in others), [(t["task_id"], t["try_number"]) for t in others]

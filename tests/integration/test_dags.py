@@ -51,8 +51,9 @@ def test_daily_dag_is_the_method_in_order(dagbag):
 
 
 def test_every_dbt_model_and_its_tests_is_a_task_after_ingest_and_before_check(dagbag):
-    """Cosmos renders the dbt project: a task per model (and per model's data tests); `check`
-    waits for all of them, and none waits for anything outside the group but `ingest`."""
+    """Cosmos renders the dbt project: a task per model, which covers its data tests (the
+    producer's build runs them, a cleared task builds its model and runs them); `check` waits
+    for all of them, and none waits for anything outside the group but `ingest`."""
     import os
     import subprocess
     import sys
@@ -80,8 +81,14 @@ def test_every_dbt_model_and_its_tests_is_a_task_after_ingest_and_before_check(d
     ).stdout.split()
     assert len(listed) > 30
     group = {t for t in dag.task_ids if t.startswith("measure.")}
-    for model in listed:
-        assert {f"measure.{model}.run", f"measure.{model}_run"} & group, model
+    producer = {"measure.dbt_producer_watcher", "measure.dbt_producer_watcher_done"}
+    assert group == {f"measure.{model}_run" for model in listed} | producer
+    build = dag.get_task("measure.dbt_producer_watcher")
+    assert "--resource-type" not in build.dbt_cmd_flags and build.base_cmd == ["build"]  # tests included
+    tested = {t for t in group - producer if "and its data tests" in dag.get_task(t).doc_md}
+    assert len(tested) > 20  # most models have data tests
+    for task_id in group - producer:
+        assert dag.get_task(task_id).base_cmd == (["build"] if task_id in tested else ["run"]), task_id
     upstream_of_check = dag.get_task("check").upstream_task_ids
     assert upstream_of_check and upstream_of_check <= group
     for task_id in group:
@@ -210,7 +217,7 @@ def test_the_project_renders_with_the_profile_and_vars_the_producer_gets(tmp_pat
 
 
 def test_model_sensors_start_and_succeed_in_the_triggerer(dagbag):
-    """Every model's and tests' sensor starts in the triggerer with NodeTrigger when the run
+    """Every model's sensor starts in the triggerer with NodeTrigger when the run
     starts (no worker process to defer, no wait for the sensors before it), and that survives
     the DAG's serialisation, which is what the scheduler and the triggerer read; the producer
     and the steps run in workers."""
@@ -220,7 +227,7 @@ def test_model_sensors_start_and_succeed_in_the_triggerer(dagbag):
 
     dag = dagbag[0].dags["nudgeflow_daily"]
     sensors = [t for t in dag.tasks if t.task_id.startswith("measure.") and hasattr(t, "model_unique_id")]
-    assert len(sensors) > 60 and len(sensors) == len([t for t in dag.task_ids if t.startswith("measure.")]) - 2
+    assert len(sensors) > 30 and len(sensors) == len([t for t in dag.task_ids if t.startswith("measure.")]) - 2
     served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     for sensor in sensors:
         task = served.get_task(sensor.task_id)
@@ -229,7 +236,7 @@ def test_model_sensors_start_and_succeed_in_the_triggerer(dagbag):
         assert args.trigger_cls == "nudgeflow.dbt_trigger.NodeTrigger" and args.next_method == "execute_complete"
         kwargs = BaseSerialization.deserialize(args.trigger_kwargs)  # stored encoded
         assert kwargs["model_unique_id"] == sensor.model_unique_id
-        assert kwargs["is_test_sensor"] == sensor.task_id.endswith(".test")
+        assert not kwargs["is_test_sensor"] and kwargs["tests"] == (sensor.base_cmd == ["build"])
         # it follows the sensors upstream of it in the lineage, but waits for none of them
         assert kwargs["upstream"] == sorted(sensor.upstream_task_ids - {"ingest"})
         assert task.trigger_rule == "always"
@@ -286,8 +293,8 @@ def test_the_producer_pushes_a_nodes_status_once_at_node_finished(tmp_path, monk
     pushed = []
     ti = SimpleNamespace(xcom_push=lambda key, value: pushed.append(key), xcom_pull=lambda **_: [])
 
-    def event(name: str, status: str) -> str:
-        node = {"unique_id": "model.nudgeflow.catalogue", "node_status": status, "resource_type": "model"}
+    def event(name: str, status: str, uid: str = "model.nudgeflow.catalogue") -> str:
+        node = {"unique_id": uid, "node_status": status, "resource_type": uid.split(".")[0]}
         return json.dumps({"info": {"name": name, "msg": f"{name} line", "level": "info"}, "data": {"node_info": node}})
 
     parse = watcher.store_dbt_resource_status_from_log
@@ -298,6 +305,19 @@ def test_the_producer_pushes_a_nodes_status_once_at_node_finished(tmp_path, monk
     parse(event("NodeFinished", "success"), {"context": {"ti": ti}, "project_dir": str(tmp_path)})
     airflow_dbt.PUSHES.drain()
     assert pushed == ["model__nudgeflow__catalogue_dbt_event", "model__nudgeflow__catalogue_status"]
+    # a data test that passed pushes nothing of its own (its model's aggregate is Cosmos's);
+    # one that failed pushes its event
+    pushed.clear()
+    tests, results = {"model.nudgeflow.catalogue": ["test.nudgeflow.a", "test.nudgeflow.b"]}, {}
+    for uid, status in (("test.nudgeflow.a", "pass"), ("test.nudgeflow.b", "fail")):
+        parse(
+            event("NodeFinished", status, uid),
+            {"context": {"ti": ti}, "project_dir": str(tmp_path)},
+            tests_per_model=tests,
+            test_results_per_model=results,
+        )
+    airflow_dbt.PUSHES.drain()
+    assert pushed == ["test__nudgeflow__b_dbt_event", "model__nudgeflow__catalogue_tests_status"]
 
 
 def test_the_producers_pushes_do_not_hold_dbt_up_and_are_all_done_when_its_command_returns():
@@ -349,10 +369,20 @@ def test_the_producers_pushes_do_not_hold_dbt_up_and_are_all_done_when_its_comma
     assert watcher.DbtProducerWatcherOperator.run_subprocess.drains_pushes
 
 
-def test_the_builds_manifest_is_kept_for_checks_docs(tmp_path, monkeypatch):
-    """Cosmos's callback after the producer's build (in a temporary copy of the project) puts
-    its manifest where `check` makes the docs from it without compiling again."""
+def test_the_builds_manifest_is_kept_and_its_docs_published_by_the_producer(tmp_path, monkeypatch):
+    """Cosmos's callback after a dbt command (in a temporary copy of the project) puts its
+    manifest where the docs are made from it without compiling again; after the producer's
+    build, if every node of it succeeded, the producer publishes them (dbt is loaded there), and
+    `check` then finds them published; after a model's task rebuilt alone, `check` makes them."""
+    import datetime as dt
+    import json
+    from types import SimpleNamespace
+
     from nudgeflow.airflow_dbt import keep_manifest
+    from nudgeflow.steps import measure
+
+    published = []
+    monkeypatch.setattr(measure, "publish_dbt_docs", lambda home, settings, at, compiled: published.append(at))
 
     (tmp_path / "home").mkdir()
     monkeypatch.setenv("NUDGEFLOW_HOME", str(tmp_path / "home"))
@@ -364,6 +394,47 @@ def test_the_builds_manifest_is_kept_for_checks_docs(tmp_path, monkeypatch):
     keep_manifest(str(copy), context={})
     kept = tmp_path / "home" / ".dbt" / "target" / "manifest.json"
     assert kept.read_text() == '{"nodes": {}}' and [p.name for p in kept.parent.iterdir()] == ["manifest.json"]
+    assert published == []  # no task: not the producer
+
+    def results(*statuses):
+        rows = [{"unique_id": f"n{i}", "status": s} for i, s in enumerate(statuses)]
+        (copy / "target" / "run_results.json").write_text(json.dumps({"results": rows}))
+
+    def after(task_id):
+        ti = SimpleNamespace(task_id=task_id)
+        keep_manifest(str(copy), context={"ti": ti, "logical_date": dt.datetime(2026, 3, 9, 21, tzinfo=dt.UTC)})
+
+    results("success", "pass", "no-op")
+    after("measure.some_model_run")  # a model's task rebuilt alone: `check` publishes
+    assert published == []
+    after("measure.dbt_producer_watcher")
+    assert published == [dt.datetime(2026, 3, 10)]  # the as-of time of the date the run plans
+    for bad in ("error", "fail", "skipped"):
+        results("success", bad)
+        after("measure.dbt_producer_watcher")
+    assert len(published) == 1
+
+
+def test_check_publishes_the_docs_unless_they_are_of_the_manifest_there(tmp_path, monkeypatch):
+    from nudgeflow.config import load_settings
+    from nudgeflow.steps import measure
+
+    ran = []
+    monkeypatch.setattr(measure, "run_dbt", lambda args, *a, **k: ran.append(args[:2]))
+    home = tmp_path / "home"
+    target, out = home / ".dbt" / "target", home / "published" / "dbt-docs"
+    for folder in (target, out):
+        folder.mkdir(parents=True)
+        for name in ("index.html", "manifest.json", "catalog.json"):
+            (folder / name).write_text(name)
+    settings = load_settings(home)
+    measure.publish_dbt_docs(home, settings, None, compiled=None)
+    assert ran == []  # the producer published them: nothing to do
+    (target / "manifest.json").write_text("a model rebuilt alone")
+    measure.publish_dbt_docs(home, settings, None, compiled=None)
+    assert ran == [["docs", "generate"]] and (out / "manifest.json").read_text() == "a model rebuilt alone"
+    measure.publish_dbt_docs(home, settings, None, compiled=True)  # the in-process build: always
+    assert len(ran) == 2
 
 
 def test_success_task_callbacks_the_dag_processor_drops_are_not_queued(monkeypatch):

@@ -41,11 +41,11 @@ class World:
         return {t: states.get(t) for t in task_ids}
 
 
-def trigger(world: World, model: str, *, test=False, upstream=(), try_number=1, run_id=None) -> NodeTrigger:
-    kwargs = NodeTrigger.start_kwargs(f"model.nudgeflow.{model}", PRODUCER, test, list(upstream))
+def trigger(world: World, model: str, *, tests=False, upstream=(), try_number=1, run_id=None) -> NodeTrigger:
+    kwargs = NodeTrigger.start_kwargs(f"model.nudgeflow.{model}", PRODUCER, False, list(upstream), tests)
     t = NodeTrigger(**kwargs)  # as the triggerer builds it from the trigger's row
     t.poke_interval = 0.001
-    task_id = f"measure.{model}.{'test' if test else 'run'}"
+    task_id = f"measure.{model}_run"
     t.task_instance = SimpleNamespace(
         task_id=task_id, dag_id="d", run_id=run_id or f"r{next(RUNS)}", map_index=-1, try_number=try_number
     )
@@ -84,6 +84,37 @@ def test_a_failure_resumes_the_sensor_in_a_worker(states, xcoms, reason):
     assert event.payload["status"] == "failed" and event.payload["reason"] == reason
 
 
+def test_a_model_with_data_tests_succeeds_once_they_passed_and_fails_if_one_failed():
+    """The model's task covers its tests: built is not enough, Cosmos's aggregate of the tests
+    decides; until it is pushed the task waits."""
+    built = {status_key("int_sends__controls"): {"status": "success"}}
+    world = World(["running"], built)
+    t = trigger(world, "int_sends__controls", tests=True)
+
+    async def scenario():
+        task = asyncio.create_task(events(t))
+        await asyncio.sleep(0.05)
+        assert not task.done()  # built, tests still running
+        world.xcoms[status_key("int_sends__controls", test=True)] = "pass"
+        return await asyncio.wait_for(task, 5)
+
+    (event,) = asyncio.run(scenario())
+    assert isinstance(event, TaskSuccessEvent)
+    (event,) = run(World(["running"], {**built, status_key("int_sends__controls", test=True): "fail"}), tests=True)
+    assert event.payload["status"] == "failed" and event.payload["reason"] == "node_failed"
+    # a model without tests does not wait for an aggregate that never comes
+    (event,) = run(World(["running"], built))
+    assert isinstance(event, TaskSuccessEvent)
+
+
+def test_a_model_whose_tests_were_not_reported_follows_the_producer():
+    built = {status_key("int_sends__controls"): {"status": "success"}}
+    (event,) = run(World(["running", "success"], built), tests=True)
+    assert isinstance(event, TaskSuccessEvent)  # the build ended well: nothing failed
+    (event,) = run(World(["running", "failed"], built), tests=True)
+    assert event.payload["reason"] == "producer_failed"  # the tests may never have run
+
+
 def test_a_build_that_never_ran_skips_the_sensor():
     (event,) = run(World(["scheduled", "upstream_failed"]))
     assert isinstance(event, TaskSkippedEvent)
@@ -106,7 +137,7 @@ def test_a_node_is_polled_only_once_its_upstream_sensors_saw_theirs():
     up, down = "int_sends__to_measure", "int_sends__controls"
     run_id = f"r{next(RUNS)}"
     first = trigger(world, up, run_id=run_id)
-    second = trigger(world, down, upstream=[f"measure.{up}.run"], run_id=run_id)
+    second = trigger(world, down, upstream=[f"measure.{up}_run"], run_id=run_id)
 
     async def scenario():
         tasks = [asyncio.create_task(events(t)) for t in (first, second)]
@@ -140,16 +171,16 @@ def test_the_sensors_of_a_run_read_the_producer_once_per_interval():
 def test_after_the_build_every_node_is_resolved_whatever_its_upstream():
     """Once the producer ended, a sensor whose upstream ran elsewhere (another triggerer, a
     restart) reads its node at once; a node the build never reached succeeds as 'not run'."""
-    (event,) = run(World(["success"]), upstream=["measure.elsewhere.run"])
+    (event,) = run(World(["success"]), upstream=["measure.elsewhere_run"])
     assert isinstance(event, TaskSuccessEvent)
 
 
 def test_a_task_cleared_after_the_build_reruns_its_node_alone_once_its_upstream_succeeded():
     """Try 2 once the producer ended: it waits for the sensors it follows, then Cosmos's
-    execute_complete runs the model (or its tests) alone on this reason; a first try never does."""
-    up = ["measure.int_sends__to_measure.test"]
+    execute_complete builds the model (and runs its tests) alone on this reason; a first try never does."""
+    up = ["measure.int_sends__to_measure_run"]
     world = World(["success"], task_states=[{up[0]: "running"}, {up[0]: "running"}, {up[0]: "success"}])
-    (event,) = run(world, test=True, upstream=up, try_number=2)
+    (event,) = run(world, tests=True, upstream=up, try_number=2)
     assert event.payload == {"status": "failed", "reason": "producer_skipped"}
     assert world.task_states == [{up[0]: "success"}]  # it waited through both 'running' readings
     (event,) = run(World(["success"], task_states=[{up[0]: "failed"}]), upstream=up, try_number=2)
@@ -161,14 +192,14 @@ def test_a_task_cleared_after_the_build_reruns_its_node_alone_once_its_upstream_
 def test_shared_state_is_per_run():
     world = World(["running"], {status_key("a"): {"status": "success"}})
     run(world, model="a", run_id="same")
-    assert "measure.a.run" in dbt_trigger._RUNS[("d", "same")].done
-    assert all("measure.a.run" not in r.done for k, r in dbt_trigger._RUNS.items() if k != ("d", "same"))
+    assert "measure.a_run" in dbt_trigger._RUNS[("d", "same")].done
+    assert all("measure.a_run" not in r.done for k, r in dbt_trigger._RUNS.items() if k != ("d", "same"))
 
 
 def test_a_producer_that_skipped_its_retry_has_each_node_run_alone_in_lineage_order():
     """Cosmos's producer skips a retry; the nodes it had not reported then run alone, each once
     the sensors it follows succeeded (all at once would build on stale tables)."""
-    up = ["measure.int_sends__to_measure.test"]
+    up = ["measure.int_sends__to_measure_run"]
     world = World(["running", "skipped"], task_states=[{up[0]: "deferred"}, {up[0]: "success"}])
     (event,) = run(world, upstream=up)
     assert event.payload == {"status": "failed", "reason": "producer_skipped"}

@@ -136,20 +136,28 @@ def publish_dbt_docs(home: Path, settings: Settings, as_of_time: dt.datetime, *,
     for the Airflow UI (nudgeflow/ui.py) and anyone with a browser. ``compiled``: the build has
     just written its manifest (compiled SQL, lineage) to HOME/.dbt/target, so the docs need not
     compile the project again (with --no-compile dbt reads that manifest); None: if there is
-    one (Cosmos's producer leaves its build's there, `airflow_dbt.keep_manifest`)."""
+    one (Cosmos's producer leaves its build's there, `airflow_dbt.keep_manifest`), and nothing
+    to do when the docs published are already of that manifest (the producer publishes them
+    after a build that succeeded, while dbt is loaded in its process)."""
     import shutil
 
+    target, out = Path(home) / ".dbt" / "target", Path(home) / "published" / "dbt-docs"
     if compiled is None:
-        compiled = (Path(home) / ".dbt" / "target" / "manifest.json").exists()
+        compiled = (target / "manifest.json").exists()
+        if compiled and _same_bytes(target / "manifest.json", out / "manifest.json"):
+            return out
     extra = ["--no-compile"] if compiled else []
     run_dbt(dbt_args("docs generate", home, settings, *extra), home, as_of_time)
-    target, out = Path(home) / ".dbt" / "target", Path(home) / "published" / "dbt-docs"
     out.mkdir(parents=True, exist_ok=True)
     for name in ("index.html", "manifest.json", "catalog.json"):
         tmp = out / f".{name}.{os.getpid()}.tmp"
         shutil.copyfile(target / name, tmp)
         os.replace(tmp, out / name)
     return out
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
 
 def check_freshness(newest: dt.datetime | None, as_of_time: dt.datetime, max_age_hours: float) -> None:
