@@ -37,6 +37,7 @@ import pendulum
 POOL = "nudgeflow_warehouse"  # one slot: the warehouse's single writer
 LEAD = dt.timedelta(hours=3)  # the run at 21:00 UTC on D-1 plans D (logical date + 3 h)
 GROUP_ID = "measure"
+PRODUCER = f"{GROUP_ID}.dbt_producer_watcher"  # Cosmos's PRODUCER_WATCHER_TASK_ID in the group
 RENDER_AS_OF = dt.datetime(2026, 1, 1)  # any fixed time: what `dbt ls` renders with (_render_profile)
 # how the DAG shows dbt: "models" (a task per model and its tests, the default) or
 # "one" (a single `measure` task running the build in-process, as `nudgeflow run` does: no
@@ -101,7 +102,7 @@ def keep_manifest(project_dir: str, context: Any = None, **_: Any) -> None:
     shutil.copyfile(manifest, tmp)
     os.replace(tmp, target / "manifest.json")
     task_id = getattr(context and context.get("ti"), "task_id", "") or ""
-    if task_id.endswith(".dbt_producer_watcher") and _succeeded(Path(project_dir) / "target" / "run_results.json"):
+    if task_id == PRODUCER and _succeeded(Path(project_dir) / "target" / "run_results.json"):
         publish_dbt_docs(home, load_settings(home), as_of_time(schedule_date(context["logical_date"])), compiled=True)
 
 
@@ -158,19 +159,18 @@ def dbt_task_group(default_args: dict) -> Any:
         default_args={**default_args, "pool": "default_pool"},
     )
     tested = {model for model, tests in group.dbt_graph.tests_per_model.items() if tests}
-    names = {uid.rsplit(".", 1)[-1] for uid in tested}
+    sensors = {t.task_id: t for t in group.iter_tasks() if isinstance(t, BaseConsumerSensor)}
     for task in group.iter_tasks():
-        task.doc_md = _doc(task.task_id.removeprefix(f"{GROUP_ID}."), names)
-        if task.task_id.endswith(".dbt_producer_watcher"):
+        tests = task.task_id in sensors and task.model_unique_id in tested
+        task.doc_md = _doc(task.task_id.removeprefix(f"{GROUP_ID}."), tests)
+        if task.task_id == PRODUCER:
             task.pool = POOL  # the writer; the sensors only read Airflow's XComs
             # Cosmos keeps the tests out of the producer's build under NONE: they stay in
             task.dbt_cmd_flags = _without_resource_types(task.dbt_cmd_flags)
-    sensors = {t.task_id: t for t in group.iter_tasks() if isinstance(t, BaseConsumerSensor)}
-    for sensor in sensors.values():
-        tests = sensor.model_unique_id in tested
-        if tests:
-            sensor.base_cmd = ["build"]  # a cleared model's task builds it and runs its tests
-        _start_in_triggerer(sensor, sorted(sensors.keys() & sensor.upstream_task_ids), tests)
+        elif task.task_id in sensors:
+            if tests:
+                task.base_cmd = ["build"]  # a cleared model's task builds it and runs its tests
+            _start_in_triggerer(task, sorted(sensors.keys() & task.upstream_task_ids), tests)
     return group
 
 
@@ -355,29 +355,27 @@ def _start_in_triggerer(sensor: Any, upstream: list[str], tests: bool) -> None:
     sensor.start_from_trigger = True
     sensor.start_trigger_args = StartTriggerArgs(
         trigger_cls=f"{NodeTrigger.__module__}.{NodeTrigger.__name__}",
-        trigger_kwargs=NodeTrigger.start_kwargs(
-            sensor.model_unique_id, sensor.producer_task_id, sensor.is_test_sensor, upstream, tests
-        ),
+        trigger_kwargs=NodeTrigger.start_kwargs(sensor.model_unique_id, sensor.producer_task_id, upstream, tests),
         next_method="execute_complete",
         timeout=None,
     )
 
 
-def _doc(name: str, tested: set[str]) -> str:
-    """What a task of the `measure` group is, for the operator's task details (``tested``: the
-    names of the models with data tests)."""
+def _doc(name: str, tests: bool) -> str:
+    """What a task of the `measure` group is, for the operator's task details (``tests``: a
+    model's task that covers its data tests)."""
     docs = "its SQL, columns and lineage: the dbt docs (Browse, dbt docs)"
-    if name == "dbt_producer_watcher":
+    if name == PRODUCER.removeprefix(f"{GROUP_ID}."):
         return (
             "**The one `dbt build` of this run** (models and data tests, not the unit tests): the "
             "warehouse's single writer, in the pool `nudgeflow_warehouse` and under the home's lock. "
             "Its log is dbt's; each model's task below turns green or red as dbt reaches it and its tests."
         )
-    if name == "dbt_producer_watcher_done":
+    if name == PRODUCER.removeprefix(f"{GROUP_ID}.") + "_done":
         return "Marks the end of the producer's `dbt build`."
     if name.endswith("_run"):
         model = name.removesuffix("_run")
-        if model in tested:
+        if tests:
             return (
                 f"dbt model `{model}` and its data tests: waits in the triggerer for the producer's `dbt build` "
                 f"to build it and run its tests, and fails if either failed (the producer's log names the test). "

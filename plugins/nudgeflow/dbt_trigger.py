@@ -124,16 +124,14 @@ class NodeTrigger(WatcherTrigger):
         return f"{__name__}.{type(self).__name__}", {**kwargs, "upstream": self.upstream, "tests": self.tests}
 
     @staticmethod
-    def start_kwargs(
-        model_unique_id: str, producer_task_id: str, is_test_sensor: bool, upstream: list[str], tests: bool = False
-    ) -> dict[str, Any]:
-        """The kwargs a sensor's `start_trigger_args` carries (the run's ids come from the run):
-        ``upstream`` are the task ids of the sensors it follows in the lineage, ``tests`` whether
-        the model's data tests are part of its task."""
+    def start_kwargs(model_unique_id: str, producer_task_id: str, upstream: list[str], tests: bool) -> dict[str, Any]:
+        """The kwargs a model sensor's `start_trigger_args` carries (the run's ids come from the
+        run): ``upstream`` are the task ids of the sensors it follows in the lineage, ``tests``
+        whether the model's data tests are part of its task (there are no test sensors)."""
         return {
             "model_unique_id": model_unique_id,
             "producer_task_id": producer_task_id,
-            "is_test_sensor": is_test_sensor,
+            "is_test_sensor": False,
             "upstream": sorted(upstream),
             "tests": tests,
             "poke_interval": POKE_INTERVAL_S,

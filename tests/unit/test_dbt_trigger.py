@@ -42,7 +42,7 @@ class World:
 
 
 def trigger(world: World, model: str, *, tests=False, upstream=(), try_number=1, run_id=None) -> NodeTrigger:
-    kwargs = NodeTrigger.start_kwargs(f"model.nudgeflow.{model}", PRODUCER, False, list(upstream), tests)
+    kwargs = NodeTrigger.start_kwargs(f"model.nudgeflow.{model}", PRODUCER, list(upstream), tests)
     t = NodeTrigger(**kwargs)  # as the triggerer builds it from the trigger's row
     t.poke_interval = 0.001
     task_id = f"measure.{model}_run"
