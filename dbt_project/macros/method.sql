@@ -302,3 +302,43 @@
         event_name = {{ sql_text(var('goal_event')) }}
         and {{ condition }}
 {%- endmacro %}
+
+{#- Step 4, the actions a send took, long format: one row per action set of each send of
+    `sends` (a relation with send_id, message_id, channel, send_hour, frequency and the
+    `carry` columns): channel, send_hour, frequency, and each label_<dimension> of its message
+    (int_messages__labels). marts.send_actions and the users' evidence
+    (int_user_actions__evidence) both read their long rows from here. -#}
+{% macro action_rows(sends, carry) -%}
+    {%- for action_set in ['channel', 'send_hour', 'frequency'] %}
+    select
+        {%- for column in carry %}
+        {{ sends }}.{{ column }},
+        {%- endfor %}
+        '{{ action_set }}' as action_set,
+        {{ sends }}.{{ action_set }} as action
+    from {{ sends }}
+    union all
+    {%- endfor %}
+    select
+        {%- for column in carry %}
+        {{ sends }}.{{ column }},
+        {%- endfor %}
+        labels.action_set,
+        labels.action
+    from {{ sends }}
+    inner join {{ ref('int_messages__labels') }} as labels
+        on labels.message_id = {{ sends }}.message_id
+{%- endmacro %}
+
+{#- The forgetting weight at as_of of evidence dated `ts`: 2^(-age / evidence_half_life_days),
+    age = as_of - ts in days (1 when evidence_half_life_days is 0: no forgetting). It
+    factorises, 2^(-(as_of - t0) / h) = 2^(-(as_of - t1) / h) * 2^(-(t1 - t0) / h), so evidence
+    summed with the weights of an earlier date t1 is brought to as_of by one factor. -#}
+{% macro evidence_decay(ts) -%}
+    {%- set half_life = var('evidence_half_life_days') | float -%}
+    {%- if half_life > 0 -%}
+        pow(2.0, -{{ hours_between(ts, as_of()) }} / 24.0 / {{ half_life }})
+    {%- else -%}
+        1.0
+    {%- endif -%}
+{%- endmacro %}

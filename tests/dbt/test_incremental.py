@@ -200,3 +200,65 @@ def test_late_events_do_not_rescore_measured_sends(homes, read_tables, tmp_path)
         for name, t in (("before", read_tables(daily, days)), ("after", a))
     }
     assert goals["after"] == goals["before"] + 1  # the late goal's day was rebuilt
+
+
+EVIDENCE = {"marts.action_outcomes": "user_id, action_set, action"}
+
+
+def _evidence_modes(home) -> list[str]:
+    """What int_user_actions__evidence said it did, run by run (dbt's log of the home):
+    'building', 'recomputing' or 'adding'."""
+    said = "int_user_actions__evidence: "
+    log = (home / ".dbt" / "logs" / "dbt.log").read_text()
+    words = [line.split(said, 1)[1].split(" ", 1)[0] for line in log.splitlines() if said in line]
+    return [w for w in words if w in ("building", "recomputing", "adding")]
+
+
+def _refreshed_evidence(home, tmp_path, name, as_of_time):
+    """action_outcomes of a copy of the home whose evidence is built whole at the same as_of."""
+    copy = tmp_path / name
+    shutil.copytree(home, copy, ignore=shutil.ignore_patterns(".dbt"))
+    refresh = ["--full-refresh", "--select", "int_user_actions__evidence", "action_outcomes"]
+    run_dbt(dbt_args("run", copy, PLACEBOS, *refresh), copy, as_of_time)
+    return copy
+
+
+def test_users_evidence_is_kept_by_adding_new_sends_and_checked(homes, read_tables, tmp_path):
+    """int_user_actions__evidence adds each run's new sends to the stored rows and recomputes
+    the users whose stored rows no longer match their sends; so the action_outcomes it gives
+    are those of a full build, also after a user's timezone moved their sends' send hours and
+    after a run for an earlier date."""
+    daily, _ = homes
+    # the first daily run built it whole, the next two added their sends (a unit test's
+    # build logs nothing: the homes' builds exclude unit tests)
+    assert _evidence_modes(daily) == ["building", "adding", "adding"]
+
+    home = tmp_path / "moved"
+    shutil.copytree(daily, home, ignore=shutil.ignore_patterns(".dbt"))
+    before = read_tables(home, EVIDENCE)["marts.action_outcomes"]
+    hours = before.filter(pl.col("action_set") == "send_hour")
+    mover = hours.sort("trials", "user_id", descending=[True, False])["user_id"][0]
+    # the user's timezone moves by 7 hours: the local hour of every past send of theirs changes
+    pl.DataFrame(
+        {"user_id": [mover], "timezone": ["Asia/Bangkok"], "country": ["TH"]},
+    ).with_columns(updated_ts=pl.lit(dt.datetime.combine(DAILY[-1], dt.time(3)))).write_parquet(
+        home / "landing" / "users" / "users_later.parquet"
+    )
+    next_day = DAILY[-1] + dt.timedelta(days=1)
+    step_ingest(home, next_day)
+    dbt_build(home, PLACEBOS, as_of(next_day))
+    assert _evidence_modes(home) == ["adding"]
+    after = read_tables(home, EVIDENCE)["marts.action_outcomes"]
+    moved_hours = after.filter((pl.col("user_id") == mover) & (pl.col("action_set") == "send_hour"))
+    assert set(moved_hours["action"]) != set(hours.filter(pl.col("user_id") == mover)["action"])
+    full = read_tables(_refreshed_evidence(home, tmp_path, "moved-full", as_of(next_day)), EVIDENCE)
+    assert_frame_equal(after, full["marts.action_outcomes"], check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+
+    # a run for an earlier date recomputes every user at that date
+    earlier = DAILY[0]
+    dbt_build(home, PLACEBOS, as_of(earlier))
+    assert _evidence_modes(home)[-1] == "recomputing"
+    back = read_tables(home, EVIDENCE)["marts.action_outcomes"]
+    full = read_tables(_refreshed_evidence(home, tmp_path, "earlier-full", as_of(earlier)), EVIDENCE)
+    assert back.height < after.height
+    assert_frame_equal(back, full["marts.action_outcomes"], check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
