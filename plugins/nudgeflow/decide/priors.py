@@ -16,6 +16,7 @@ difference between users: then a user's own evidence outweighs the prior after t
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 POPULATION = "__population__"
@@ -149,57 +150,57 @@ def posterior(users: pl.DataFrame, actions: pl.DataFrame, prior: pl.DataFrame, o
 
     users: user_id, cell. actions: action_set, action (the options of this run).
     Returns user_id, action_set, action, prior_alpha, prior_beta, prior_source,
-    successes, trials, alpha, beta.
+    successes, trials, alpha, beta: one row per user and action, users in their order and
+    actions in theirs. The prior is the cell's, else the population's, else Beta(1, 1).
+
+    Made as users x actions arrays: the cells, the actions and the outcomes' users are coded
+    once as integers (a users x actions grid joined on string keys cost seconds per 100,000 users).
     """
+    n_u, n_a = users.height, actions.height
+    action_keys = actions.select("action_set", "action").with_row_index("a")
+    cells = users.select(pl.col("cell").unique(maintain_order=True)).with_row_index("c")
+    user_cell = users.select("cell").join(cells, on="cell", how="left", nulls_equal=True)["c"].to_numpy()
+
+    def grid(rows: pl.DataFrame, key: str, keys: pl.DataFrame, size: int, columns: list[str]) -> list[np.ndarray]:
+        """(size, n_a) arrays of ``columns`` of ``rows`` (NaN where a row is missing), rows
+        placed by ``key`` (coded by ``keys``) and by their action."""
+        coded = rows.join(keys, on=key, how="inner").join(action_keys, on=["action_set", "action"], how="inner")
+        at = coded[keys.columns[0]].to_numpy().astype(np.int64) * n_a + coded["a"].to_numpy().astype(np.int64)
+        out = []
+        for column in columns:
+            values = np.full(size * n_a, np.nan)
+            values[at] = coded[column].cast(pl.Float64).to_numpy()
+            out.append(values.reshape(size, n_a))
+        return out
+
     cell_prior = prior.filter(pl.col("cell") != POPULATION)
-    pop_prior = prior.filter(pl.col("cell") == POPULATION).drop("cell")
-    grid = users.select("user_id", "cell").join(actions.select("action_set", "action"), how="cross")
-    return (
-        grid.join(
-            cell_prior.select("cell", "action_set", "action", "alpha", "beta", "source"),
-            on=["cell", "action_set", "action"],
-            how="left",
-        )
-        .join(
-            pop_prior.select(
-                "action_set", "action", pl.col("alpha").alias("pop_alpha"), pl.col("beta").alias("pop_beta")
-            ),
-            on=["action_set", "action"],
-            how="left",
-        )
-        .join(
-            outcomes.select("user_id", "action_set", "action", "successes", "trials"),
-            on=["user_id", "action_set", "action"],
-            how="left",
-        )
-        .with_columns(
-            prior_alpha=pl.coalesce("alpha", "pop_alpha", pl.lit(1.0)),
-            prior_beta=pl.coalesce("beta", "pop_beta", pl.lit(1.0)),
-            prior_source=pl.when(pl.col("alpha").is_not_null())
-            .then(pl.lit("cell"))
-            .when(pl.col("pop_alpha").is_not_null())
-            .then(pl.lit("population"))
-            .otherwise(pl.lit("uniform")),
-            successes=pl.col("successes").fill_null(0).cast(pl.Float64),
-            trials=pl.col("trials").fill_null(0).cast(pl.Float64),
-        )
-        .with_columns(
-            alpha=pl.col("prior_alpha") + pl.col("successes"),
-            beta=pl.col("prior_beta") + pl.col("trials") - pl.col("successes"),
-        )
-        .select(
-            "user_id",
-            "cell",
-            "action_set",
-            "action",
-            "prior_alpha",
-            "prior_beta",
-            "prior_source",
-            "successes",
-            "trials",
-            "alpha",
-            "beta",
-        )
+    cell_alpha, cell_beta = grid(cell_prior, "cell", cells.select("c", "cell"), cells.height, ["alpha", "beta"])
+    pop = prior.filter(pl.col("cell") == POPULATION).with_columns(_p=pl.lit(0, pl.UInt32))
+    pop_alpha, pop_beta = grid(pop, "_p", pl.DataFrame({"_p": [0]}, schema={"_p": pl.UInt32}), 1, ["alpha", "beta"])
+    user_keys = users.select("user_id").with_row_index("u")
+    successes, trials = grid(outcomes, "user_id", user_keys.select("u", "user_id"), n_u, ["successes", "trials"])
+
+    alpha_c, beta_c = cell_alpha[user_cell], cell_beta[user_cell]  # (U, A): the user's cell's prior
+    has_cell, has_pop = ~np.isnan(alpha_c), np.broadcast_to(~np.isnan(pop_alpha), (n_u, n_a))
+    prior_alpha = np.where(has_cell, alpha_c, np.where(has_pop, pop_alpha, 1.0)).reshape(-1)
+    prior_beta = np.where(has_cell, beta_c, np.where(has_pop, pop_beta, 1.0)).reshape(-1)
+    successes, trials = np.nan_to_num(successes, nan=0.0).reshape(-1), np.nan_to_num(trials, nan=0.0).reshape(-1)
+    rows_u, rows_a = np.repeat(np.arange(n_u), n_a), np.tile(np.arange(n_a), n_u)
+    source = pl.Series(np.where(has_cell, 0, np.where(has_pop, 1, 2)).reshape(-1).astype(np.uint32))
+    return pl.DataFrame(
+        {
+            "user_id": users["user_id"].gather(rows_u),
+            "cell": users["cell"].gather(rows_u),
+            "action_set": actions["action_set"].gather(rows_a),
+            "action": actions["action"].gather(rows_a),
+            "prior_alpha": prior_alpha,
+            "prior_beta": prior_beta,
+            "prior_source": pl.Series(["cell", "population", "uniform"]).gather(source),
+            "successes": successes,
+            "trials": trials,
+            "alpha": prior_alpha + successes,
+            "beta": prior_beta + trials - successes,
+        }
     )
 
 
