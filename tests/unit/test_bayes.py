@@ -142,6 +142,44 @@ def test_a_user_with_much_evidence_is_dominated_by_it():
     assert post["prior_alpha"][0] + post["prior_beta"][0] <= cap + 1e-9
 
 
+def test_posterior_takes_the_cells_prior_else_the_populations_else_uniform():
+    """Rows by hand: one row per user and action, in the users' and the actions' order; own
+    evidence added (none: 0); evidence of an unknown user or action is ignored."""
+    users = pl.DataFrame(
+        {"user_id": ["u2", "u1", "u3"], "cell": ["a", "b", None]}, schema={"user_id": pl.String, "cell": pl.String}
+    )
+    actions = pl.DataFrame({"action_set": ["channel", "channel"], "action": ["push", "email"]})
+    prior = pl.DataFrame(
+        {
+            "cell": ["a", "a", POPULATION],
+            "action_set": ["channel"] * 3,
+            "action": ["push", "email", "push"],
+            "alpha": [2.0, 3.0, 5.0],
+            "beta": [8.0, 7.0, 15.0],
+        }
+    )
+    own = pl.DataFrame(
+        {
+            "user_id": ["u1", "u2", "nobody", "u3"],
+            "action_set": ["channel", "channel", "channel", "label_tone"],
+            "action": ["push", "email", "push", "warm"],
+            "successes": [1.5, 0.5, 9.0, 9.0],
+            "trials": [2.0, 4.0, 9.0, 9.0],
+        }
+    )
+    got = posterior(users, actions, prior, own).select(
+        "user_id", "action", "prior_alpha", "prior_beta", "prior_source", "alpha", "beta"
+    )
+    assert got.rows() == [
+        ("u2", "push", 2.0, 8.0, "cell", 2.0, 8.0),
+        ("u2", "email", 3.0, 7.0, "cell", 3.5, 10.5),
+        ("u1", "push", 5.0, 15.0, "population", 6.5, 15.5),  # cell b has no prior
+        ("u1", "email", 1.0, 1.0, "uniform", 1.0, 1.0),  # nor the population for email
+        ("u3", "push", 5.0, 15.0, "population", 5.0, 15.0),  # no cell
+        ("u3", "email", 1.0, 1.0, "uniform", 1.0, 1.0),
+    ]
+
+
 @pytest.mark.parametrize("a,b", [(0.4, 0.6), (1.0, 1.0), (2.0, 9.0), (40.0, 12.0)])
 def test_keyed_beta_draws_have_the_beta_moments(a, b):
     n = 100_000
