@@ -156,6 +156,7 @@ def test_posterior_takes_the_cells_prior_else_the_populations_else_uniform():
             "action": ["push", "email", "push"],
             "alpha": [2.0, 3.0, 5.0],
             "beta": [8.0, 7.0, 15.0],
+            "source": ["cell", "cell", "population"],
         }
     )
     own = pl.DataFrame(
