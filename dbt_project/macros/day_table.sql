@@ -22,29 +22,22 @@
     would: the same days, each computed by the same statement from the same events.
     Late events are found by load_seq (the ingest order of their file) above the largest
     load_seq the last build had landed (loaded_through).
-    day_table() is kept_table(): DuckDB keeps it incrementally, Spark (and the default) builds a
+    day_table() dispatches: DuckDB keeps it incrementally, Spark (and the default) builds a
     plain table each run (is_incremental() is then false: every day is built). -#}
 
 {% macro day_table() -%}
-    {{ return(kept_table()) }}
+    {{ return(adapter.dispatch('day_table')()) }}
 {%- endmacro %}
 
-{#- The materialization of a table that DuckDB keeps incrementally and Spark (and the default)
-    builds whole every run (is_incremental() is then false): the day tables, the users'
-    evidence (int_user_actions__evidence). -#}
-{% macro kept_table() -%}
-    {{ return(adapter.dispatch('kept_table')()) }}
+{% macro default__day_table() -%}
+    {{ _not_portable('day_table') }}
 {%- endmacro %}
 
-{% macro default__kept_table() -%}
-    {{ _not_portable('kept_table') }}
-{%- endmacro %}
-
-{% macro duckdb__kept_table() -%}
+{% macro duckdb__day_table() -%}
     {{ return('incremental') }}
 {%- endmacro %}
 
-{% macro spark__kept_table() -%}
+{% macro spark__day_table() -%}
     {{ return('table') }}
 {%- endmacro %}
 

@@ -531,21 +531,3 @@
     where is_goal_row = 0
 {%- endmacro %}
 
-{#- A 63-bit checksum of a row's values, a bigint that bit_xor adds up over rows in any order
-    (the users' evidence checks what it holds with it: int_user_actions__evidence). Engines
-    differ in the value, so it is compared only with checksums of the same engine. -#}
-{% macro row_checksum(columns) -%}
-    {{ return(adapter.dispatch('row_checksum')(columns)) }}
-{%- endmacro %}
-
-{% macro default__row_checksum(columns) -%}
-    {{ _not_portable('row_checksum') }}
-{%- endmacro %}
-
-{% macro duckdb__row_checksum(columns) -%}
-    cast(hash({{ columns | join(', ') }}) >> 1 as bigint)
-{%- endmacro %}
-
-{% macro spark__row_checksum(columns) -%}
-    xxhash64({{ columns | join(', ') }})
-{%- endmacro %}
